@@ -1,0 +1,43 @@
+// `meshd engine <ifname>`: the WireGuard engine alone, a drop-in for `wireguard-go -f <ifname>`.
+// Configure it with `wg` and `ip`; it runs until SIGINT/SIGTERM or until its UAPI socket is
+// deleted, then removes its interface and socket.
+import { Command, Option } from 'commander';
+import { Engine, datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine.js';
+import { UapiServer } from '../src/wg/uapi-server.js';
+import { createLogger } from '../src/util/log.js';
+
+export function engineCommand(): Command {
+  return new Command('engine')
+    .description('run the WireGuard engine on a new TUN interface, configured over the wg UAPI socket')
+    .argument('<ifname>', 'interface to create (at most 15 characters)')
+    .addOption(new Option('--datapath <kind>', 'native (batched addon) or reference (pure TypeScript)').choices(['native', 'reference']))
+    .option('--mtu <bytes>', 'interface MTU', (v) => Number(v), 1420)
+    .action(async (ifname: string, opts: { datapath?: Datapath; mtu: number }) => {
+      const log = createLogger('meshd-engine');
+      if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a TUN interface)');
+      const engine = await Engine.open({
+        ifname,
+        datapath: opts.datapath ?? datapathFromEnv(),
+        timings: timingsFromEnv(),
+        mtu: opts.mtu,
+        logger: log,
+      });
+      let uapi: UapiServer;
+      try {
+        uapi = await UapiServer.listen(ifname, engine, { logger: log });
+      } catch (err) {
+        engine.close();
+        throw err;
+      }
+      log.info({ ifname, datapath: engine.datapath, listenPort: engine.listenPort }, 'engine up');
+      const stop = (why: string) => {
+        log.info({ why }, 'shutting down');
+        uapi.close();
+        engine.close();
+        process.exit(0);
+      };
+      uapi.onSocketRemoved(() => stop('UAPI socket removed'));
+      process.on('SIGINT', () => stop('SIGINT'));
+      process.on('SIGTERM', () => stop('SIGTERM'));
+    });
+}

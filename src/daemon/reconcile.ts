@@ -1,0 +1,77 @@
+// The reconciler: turns "members I know and trust" into "WireGuard peers I program". Pure: it
+// compares the desired peer set with the device's snapshot and returns the smallest DeviceSet that
+// makes them equal, so the daemon can run it after every ledger change without churning sessions.
+import type { DeviceSet, DeviceSnapshot, PeerSet } from '../wg/config.js';
+import { fromBase64 } from '../wg/crypto.js';
+import { formatEndpoint, parseEndpoint, type Endpoint } from '../wg/endpoint.js';
+import { formatPrefix, parsePrefix } from '../wg/prefix.js';
+
+/** A member as the reconciler needs it. */
+export interface DesiredPeer {
+  wgPublicKey: string; // base64
+  meshIp: string;
+  /** Extra prefixes routed to this member (subnet routes, later). */
+  routes?: string[];
+  /** UDP endpoint candidates, best first. */
+  endpoints: string[];
+}
+
+export interface ReconcileOptions {
+  persistentKeepalive: number;
+  /** Prefer candidates for which this returns a lower number (e.g. same subnet as us). */
+  rank?: (endpoint: Endpoint) => number;
+}
+
+function chooseEndpoint(candidates: Endpoint[], current: Endpoint | null, rank: (e: Endpoint) => number): Endpoint | null {
+  if (candidates.length === 0) return current;
+  // Keep a working endpoint the peer still advertises: roaming and NAT mappings stay intact.
+  if (current && candidates.some((c) => formatEndpoint(c) === formatEndpoint(current))) return current;
+  return [...candidates].sort((a, b) => rank(a) - rank(b))[0];
+}
+
+export function reconcile(desired: DesiredPeer[], snapshot: DeviceSnapshot, opts: ReconcileOptions): DeviceSet {
+  const rank = opts.rank ?? (() => 0);
+  const current = new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p]));
+  const peers: PeerSet[] = [];
+  const wanted = new Set<string>();
+
+  for (const d of desired) {
+    let publicKey: Buffer;
+    try {
+      publicKey = fromBase64(d.wgPublicKey);
+    } catch {
+      continue; // a record we cannot use is skipped, never fatal
+    }
+    wanted.add(d.wgPublicKey);
+    const have = current.get(d.wgPublicKey);
+    const candidates = d.endpoints.flatMap((e) => {
+      try {
+        return [parseEndpoint(e)];
+      } catch {
+        return [];
+      }
+    });
+    const endpoint = chooseEndpoint(candidates, have?.endpoint ?? null, rank);
+    const prefixes = [`${d.meshIp}/32`, ...(d.routes ?? [])].map((p) => formatPrefix(parsePrefix(p)));
+    const haveIps = new Set((have?.allowedIps ?? []).map(formatPrefix));
+    const ipsChanged = !have || haveIps.size !== prefixes.length || prefixes.some((p) => !haveIps.has(p));
+    const endpointChanged = endpoint !== null && (!have?.endpoint || formatEndpoint(have.endpoint) !== formatEndpoint(endpoint));
+    const keepaliveChanged = !have || have.persistentKeepalive !== opts.persistentKeepalive;
+    if (!ipsChanged && !endpointChanged && !keepaliveChanged) continue;
+    peers.push({
+      publicKey,
+      remove: false,
+      updateOnly: false,
+      endpoint: endpointChanged ? endpoint! : undefined,
+      persistentKeepalive: keepaliveChanged ? opts.persistentKeepalive : undefined,
+      replaceAllowedIps: ipsChanged,
+      allowedIps: ipsChanged ? prefixes.map((p) => ({ prefix: parsePrefix(p), remove: false })) : [],
+    });
+  }
+  for (const [key, p] of current) {
+    if (!wanted.has(key)) {
+      peers.push({ publicKey: p.publicKey, remove: true, updateOnly: false, replaceAllowedIps: false, allowedIps: [] });
+    }
+  }
+  return { replacePeers: false, peers };
+}

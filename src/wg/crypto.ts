@@ -1,0 +1,177 @@
+// The cryptographic primitives of the WireGuard paper (section 5.4), named as the paper names them.
+// Costs measured on this machine (../shared/research/datapath.md) decide where each comes from:
+// node:crypto for X25519, BLAKE2s and HMAC-BLAKE2s (30x faster than pure JS here); noble for the
+// keyed BLAKE2s of mac1/mac2 and for XChaCha20-Poly1305, which node:crypto lacks.
+import {
+  createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey,
+  diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject,
+} from 'node:crypto';
+import { blake2s } from '@noble/hashes/blake2.js';
+import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+
+export const KEY_LEN = 32;
+export const TAG_LEN = 16;
+export const MAC_LEN = 16;
+
+/** HASH(input): BLAKE2s-256. */
+export function hash(...parts: Uint8Array[]): Buffer {
+  const h = createHash('blake2s256');
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+/** MAC(key, input): keyed BLAKE2s with a 16-byte output. */
+export function mac(key: Uint8Array, input: Uint8Array): Uint8Array {
+  return blake2s(input, { key, dkLen: MAC_LEN });
+}
+
+/** HMAC(key, input): HMAC-BLAKE2s-256. */
+export function hmac(key: Uint8Array, ...parts: Uint8Array[]): Buffer {
+  const h = createHmac('blake2s256', key);
+  for (const p of parts) h.update(p);
+  return h.digest();
+}
+
+const ONE = Uint8Array.of(1);
+const TWO = Uint8Array.of(2);
+const THREE = Uint8Array.of(3);
+
+/** KDF_n(key, input) for n = 1..3: HKDF with HMAC-BLAKE2s and an empty info. */
+export function kdf1(key: Uint8Array, input: Uint8Array): Buffer {
+  const t0 = hmac(key, input);
+  return hmac(t0, ONE);
+}
+export function kdf2(key: Uint8Array, input: Uint8Array): [Buffer, Buffer] {
+  const t0 = hmac(key, input);
+  const t1 = hmac(t0, ONE);
+  return [t1, hmac(t0, t1, TWO)];
+}
+export function kdf3(key: Uint8Array, input: Uint8Array): [Buffer, Buffer, Buffer] {
+  const t0 = hmac(key, input);
+  const t1 = hmac(t0, ONE);
+  const t2 = hmac(t0, t1, TWO);
+  return [t1, t2, hmac(t0, t2, THREE)];
+}
+
+/** The 96-bit nonce of WireGuard's AEAD: 32 zero bits then a 64-bit little-endian counter. */
+export function nonce(counter: bigint): Buffer {
+  const n = Buffer.alloc(12);
+  n.writeBigUInt64LE(counter, 4);
+  return n;
+}
+
+/** AEAD(key, counter, plain, authtext): ChaCha20-Poly1305, tag appended. */
+export function aead(key: Uint8Array, counter: bigint, plain: Uint8Array, ad: Uint8Array): Buffer {
+  const c = createCipheriv('chacha20-poly1305', key, nonce(counter), { authTagLength: TAG_LEN });
+  c.setAAD(ad, { plaintextLength: plain.length });
+  return Buffer.concat([c.update(plain), c.final(), c.getAuthTag()]);
+}
+
+/** The inverse of aead(); null when authentication fails. */
+export function aeadOpen(key: Uint8Array, counter: bigint, sealed: Uint8Array, ad: Uint8Array): Buffer | null {
+  if (sealed.length < TAG_LEN) return null;
+  const d = createDecipheriv('chacha20-poly1305', key, nonce(counter), { authTagLength: TAG_LEN });
+  d.setAAD(ad, { plaintextLength: sealed.length - TAG_LEN });
+  d.setAuthTag(sealed.subarray(sealed.length - TAG_LEN));
+  const out = d.update(sealed.subarray(0, sealed.length - TAG_LEN));
+  try {
+    d.final();
+  } catch {
+    return null;
+  }
+  return out;
+}
+
+/** XAEAD(key, nonce24, plain, authtext): XChaCha20-Poly1305, for cookie replies. */
+export function xaead(key: Uint8Array, nonce24: Uint8Array, plain: Uint8Array, ad: Uint8Array): Uint8Array {
+  return xchacha20poly1305(key, nonce24, ad).encrypt(plain);
+}
+export function xaeadOpen(key: Uint8Array, nonce24: Uint8Array, sealed: Uint8Array, ad: Uint8Array): Uint8Array | null {
+  try {
+    return xchacha20poly1305(key, nonce24, ad).decrypt(sealed);
+  } catch {
+    return null;
+  }
+}
+
+// ---- Curve25519 -------------------------------------------------------------------------------
+
+const PKCS8_X25519 = Buffer.from('302e020100300506032b656e04220420', 'hex');
+
+/** A Curve25519 private key, clamped as WireGuard stores it, with its public key. */
+export interface StaticKey {
+  readonly privateKey: Buffer;
+  readonly publicKey: Buffer;
+  readonly keyObject: KeyObject;
+}
+
+/** Clamps a 32-byte X25519 scalar in place (RFC 7748), as `wg genkey` and wireguard-go do. */
+export function clamp(key: Uint8Array): Uint8Array {
+  key[0] &= 248;
+  key[31] = (key[31] & 127) | 64;
+  return key;
+}
+
+export function privateKeyObject(raw: Uint8Array): KeyObject {
+  return createPrivateKey({ key: Buffer.concat([PKCS8_X25519, raw]), format: 'der', type: 'pkcs8' });
+}
+
+export function publicKeyObject(raw: Uint8Array): KeyObject {
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
+}
+
+function rawPublic(k: KeyObject): Buffer {
+  return Buffer.from(k.export({ format: 'jwk' }).x as string, 'base64url');
+}
+
+export function staticKey(raw: Uint8Array): StaticKey {
+  const privateKey = Buffer.from(clamp(Uint8Array.from(raw)));
+  const keyObject = privateKeyObject(privateKey);
+  return { privateKey, publicKey: rawPublic(createPublicKey(keyObject)), keyObject };
+}
+
+export function generatePrivateKey(): Buffer {
+  return Buffer.from(clamp(randomBytes(KEY_LEN)));
+}
+
+/** An ephemeral key pair for one handshake. */
+export function generateEphemeral(): { publicKey: Buffer; keyObject: KeyObject } {
+  const { privateKey, publicKey } = generateKeyPairSync('x25519');
+  return { publicKey: rawPublic(publicKey), keyObject: privateKey };
+}
+
+/**
+ * DH(private, public): X25519. Returns null for a low-order public key (an all-zero shared
+ * secret, which OpenSSL refuses): such a peer must never produce traffic.
+ */
+export function dh(priv: KeyObject, pub: KeyObject | Uint8Array): Buffer | null {
+  try {
+    const publicKey = pub instanceof Uint8Array ? publicKeyObject(pub) : pub;
+    const s = diffieHellman({ privateKey: priv, publicKey });
+    return isZero(s) ? null : s;
+  } catch {
+    return null;
+  }
+}
+
+export function isZero(b: Uint8Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < b.length; i++) acc |= b[i];
+  return acc === 0;
+}
+
+export function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+export function random(n: number): Buffer {
+  return randomBytes(n);
+}
+
+/** Key text as `wg` prints it. */
+export const toBase64 = (k: Uint8Array): string => Buffer.from(k).toString('base64');
+export function fromBase64(s: string): Buffer {
+  const b = Buffer.from(s, 'base64');
+  if (b.length !== KEY_LEN || b.toString('base64') !== s.trim()) throw new Error(`invalid key: ${s}`);
+  return b;
+}

@@ -1,0 +1,117 @@
+// The engine: the I/O shell around the sans-I/O device. It owns the TUN interface, the UDP socket
+// (Bind) and the timer tick, and exposes the device's configuration (Configurable) to the UAPI
+// server and to the mesh daemon. Two data paths share every line of protocol code and differ
+// only in what they plug in here: `native` (batched TUN/recvmmsg/sendmmsg/AEAD in the addon) and
+// `reference` (noble AEAD and node dgram; the TUN is always the addon's).
+import { openBind, type Bind } from './bind.js';
+import { createCipher } from './cipher.js';
+import { ConfigError, EADDRINUSE, type Configurable, type DeviceSet, type DeviceSnapshot } from './config.js';
+import { DEFAULT_MTU, PROTOCOL_TIMINGS, TEST_TIMINGS, type Timings } from './constants.js';
+import { Device, type Logger } from './device.js';
+import { openTun, type Tun } from './tun.js';
+
+export type Datapath = 'native' | 'reference';
+
+export interface EngineOptions {
+  ifname: string;
+  datapath?: Datapath;
+  timings?: Timings;
+  mtu?: number;
+  listenPort?: number;
+  logger?: Logger;
+  /** Period of the timer tick; the protocol's finest timer is the 333 ms jitter. */
+  tickMs?: number;
+}
+
+/** The data path chosen by MESHD_DATAPATH (default native). */
+export function datapathFromEnv(env = process.env): Datapath {
+  const v = env.MESHD_DATAPATH ?? 'native';
+  if (v !== 'native' && v !== 'reference') throw new Error(`MESHD_DATAPATH must be native or reference, not ${v}`);
+  return v;
+}
+
+/** Protocol timers, or the shortened test timers when MESHD_TEST_TIMERS=1. */
+export function timingsFromEnv(env = process.env): Timings {
+  return env.MESHD_TEST_TIMERS === '1' ? TEST_TIMINGS : PROTOCOL_TIMINGS;
+}
+
+export class Engine implements Configurable {
+  readonly device: Device;
+  private bind: Bind | null = null;
+  private readonly tick: NodeJS.Timeout;
+  private closed = false;
+
+  private constructor(private readonly tun: Tun, readonly datapath: Datapath, opts: EngineOptions) {
+    this.device = new Device({
+      cipher: createCipher(datapath === 'native' ? 'native' : 'noble'),
+      output: {
+        send: (b) => this.bind?.send(b),
+        write: (b) => this.tun.write(b),
+      },
+      timings: opts.timings ?? PROTOCOL_TIMINGS,
+      mtu: tun.mtu,
+      logger: opts.logger,
+    });
+    tun.start((b) => this.device.handleTunBatch(b));
+    this.tick = setInterval(() => this.device.tick(), opts.tickMs ?? 100);
+  }
+
+  static async open(opts: EngineOptions): Promise<Engine> {
+    const datapath = opts.datapath ?? 'native';
+    const tun = openTun(opts.ifname, { mtu: opts.mtu ?? DEFAULT_MTU });
+    const engine = new Engine(tun, datapath, opts);
+    try {
+      await engine.rebind(opts.listenPort ?? 0);
+    } catch (err) {
+      engine.close();
+      throw err;
+    }
+    return engine;
+  }
+
+  get ifname(): string {
+    return this.tun.name;
+  }
+
+  get listenPort(): number {
+    return this.bind?.port ?? 0;
+  }
+
+  /** Opens the UDP socket on `port` (0 = any), replacing the current one only once the new one works. */
+  private async rebind(port: number): Promise<void> {
+    let next: Bind;
+    try {
+      next = await openBind(port, this.datapath === 'native' ? 'native' : 'dgram');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EADDRINUSE') throw new ConfigError(EADDRINUSE, `UDP port ${port} is in use`);
+      throw err;
+    }
+    this.bind?.close();
+    this.bind = next;
+    this.device.listenPort = next.port;
+    next.start((b) => this.device.handleUdpBatch(b));
+  }
+
+  snapshot(): DeviceSnapshot {
+    const s = this.device.snapshot();
+    s.listenPort = this.listenPort;
+    return s;
+  }
+
+  async apply(change: DeviceSet): Promise<void> {
+    if (change.listenPort !== undefined && change.listenPort !== this.listenPort) {
+      await this.rebind(change.listenPort);
+    }
+    this.device.apply({ ...change, listenPort: undefined });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.tick);
+    this.device.close();
+    this.bind?.close();
+    this.tun.close();
+  }
+}

@@ -1,0 +1,117 @@
+// TUN: open /dev/net/tun as a layer-3 device without packet info, configure MTU and queue
+// length, read and write packets in batches on a nonblocking fd.
+#include "common.h"
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace meshd {
+
+static Napi::Value TunOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (name.empty() || name.size() >= IFNAMSIZ) {
+    Napi::Error::New(env, "interface name must be 1-15 characters").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return ThrowErrno(env, "open /dev/net/tun", errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    return ThrowErrno(env, ("TUNSETIFF " + name).c_str(), err);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("fd", fd);
+  out.Set("name", Napi::String::New(env, ifr.ifr_name));
+  return out;
+}
+
+static Napi::Value IfaceConfigure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  int mtu = info[1].As<Napi::Number>().Int32Value();
+  int qlen = info[2].As<Napi::Number>().Int32Value();
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return ThrowErrno(env, "socket", errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  ifr.ifr_mtu = mtu;
+  if (ioctl(s, SIOCSIFMTU, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    return ThrowErrno(env, "SIOCSIFMTU", err);
+  }
+  ifr.ifr_qlen = qlen;
+  if (ioctl(s, SIOCSIFTXQLEN, &ifr) < 0) {
+    int err = errno;
+    close(s);
+    return ThrowErrno(env, "SIOCSIFTXQLEN", err);
+  }
+  close(s);
+  return env.Undefined();
+}
+
+// tunRead(fd, data, slotSize, headroom, offset, length, max) -> count
+static Napi::Value TunRead(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto data = Bytes(info[1]);
+  size_t slot = info[2].As<Napi::Number>().Uint32Value();
+  int headroom = info[3].As<Napi::Number>().Int32Value();
+  auto offset = Array<int32_t>(info[4]);
+  auto length = Array<int32_t>(info[5]);
+  size_t max = info[6].As<Napi::Number>().Uint32Value();
+  if (max > offset.length) max = offset.length;
+  if (max > length.length) max = length.length;
+  if (max > data.length / slot) max = data.length / slot;
+  size_t n = 0;
+  while (n < max) {
+    uint8_t* p = data.data + n * slot + headroom;
+    ssize_t r = read(fd, p, slot - headroom - 32);  // room for padding and the tag
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;  // EAGAIN: drained. Other errors: the poller reports them.
+    }
+    offset.data[n] = headroom;
+    length.data[n] = (int32_t)r;
+    n++;
+  }
+  return Napi::Number::New(info.Env(), (double)n);
+}
+
+static Napi::Value TunWrite(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  auto data = Bytes(info[1]);
+  size_t slot = info[2].As<Napi::Number>().Uint32Value();
+  auto offset = Array<int32_t>(info[3]);
+  auto length = Array<int32_t>(info[4]);
+  size_t count = info[5].As<Napi::Number>().Uint32Value();
+  size_t written = 0;
+  for (size_t i = 0; i < count && i < length.length; i++) {
+    int32_t len = length.data[i];
+    if (len <= 0) continue;
+    size_t start = i * slot + offset.data[i];
+    if (start + len > data.length) continue;
+    ssize_t r;
+    do r = write(fd, data.data + start, len); while (r < 0 && errno == EINTR);
+    if (r == len) written++;  // a full queue drops the packet, as a NIC would
+  }
+  return Napi::Number::New(info.Env(), (double)written);
+}
+
+void InitTun(Napi::Env env, Napi::Object exports) {
+  exports.Set("tunOpen", Napi::Function::New(env, TunOpen));
+  exports.Set("ifaceConfigure", Napi::Function::New(env, IfaceConfigure));
+  exports.Set("tunRead", Napi::Function::New(env, TunRead));
+  exports.Set("tunWrite", Napi::Function::New(env, TunWrite));
+}
+
+}  // namespace meshd

@@ -1,0 +1,59 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { reconcile, type DesiredPeer } from '../../src/daemon/reconcile.js';
+import { generatePrivateKey, staticKey, toBase64 } from '../../src/wg/crypto.js';
+import { parseEndpoint } from '../../src/wg/endpoint.js';
+import { parsePrefix } from '../../src/wg/prefix.js';
+import type { DeviceSnapshot } from '../../src/wg/config.js';
+
+const key = () => staticKey(generatePrivateKey()).publicKey;
+
+function applyTo(snapshot: DeviceSnapshot, set: ReturnType<typeof reconcile>): DeviceSnapshot {
+  let peers = [...snapshot.peers];
+  for (const ps of set.peers) {
+    const i = peers.findIndex((p) => p.publicKey.equals(ps.publicKey));
+    if (ps.remove) { peers = peers.filter((_, j) => j !== i); continue; }
+    const p = i >= 0 ? { ...peers[i] } : { publicKey: ps.publicKey, presharedKey: null, endpoint: null, lastHandshakeMs: 0, rxBytes: 0, txBytes: 0, persistentKeepalive: 0, allowedIps: [] };
+    if (ps.endpoint) p.endpoint = ps.endpoint;
+    if (ps.persistentKeepalive !== undefined) p.persistentKeepalive = ps.persistentKeepalive;
+    if (ps.replaceAllowedIps) p.allowedIps = ps.allowedIps.map((a) => a.prefix);
+    if (i >= 0) peers[i] = p; else peers.push(p);
+  }
+  return { ...snapshot, peers };
+}
+
+test('adds members, then is a no-op, then removes a member that left', () => {
+  const a = key(), b = key();
+  const desired: DesiredPeer[] = [
+    { wgPublicKey: toBase64(a), meshIp: '10.0.0.2', endpoints: ['192.168.1.2:51820'] },
+    { wgPublicKey: toBase64(b), meshIp: '10.0.0.3', endpoints: ['192.168.1.3:51820'] },
+  ];
+  let snap: DeviceSnapshot = { privateKey: null, listenPort: 51820, fwmark: 0, peers: [] };
+  const first = reconcile(desired, snap, { persistentKeepalive: 25 });
+  assert.equal(first.peers.length, 2);
+  snap = applyTo(snap, first);
+  assert.deepEqual(snap.peers[0].allowedIps, [parsePrefix('10.0.0.2/32')]);
+  assert.equal(reconcile(desired, snap, { persistentKeepalive: 25 }).peers.length, 0, 'idempotent');
+  const after = reconcile(desired.slice(1), snap, { persistentKeepalive: 25 });
+  assert.deepEqual(after.peers.map((p) => [p.publicKey.equals(a), p.remove]), [[true, true]]);
+});
+
+test('keeps a roamed endpoint the member still advertises, prefers ranked candidates otherwise', () => {
+  const a = key();
+  const desired: DesiredPeer[] = [{ wgPublicKey: toBase64(a), meshIp: '10.0.0.2', endpoints: ['203.0.113.5:1', '192.168.1.2:51820'] }];
+  const rank = (e: { addr: Buffer }) => (e.addr[12] === 192 ? 0 : 1);
+  const set = reconcile(desired, { privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, { persistentKeepalive: 0, rank });
+  assert.deepEqual(set.peers[0].endpoint, parseEndpoint('192.168.1.2:51820'));
+  const snap = applyTo({ privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, set);
+  snap.peers[0].endpoint = parseEndpoint('203.0.113.5:1');
+  assert.equal(reconcile(desired, snap, { persistentKeepalive: 0, rank }).peers.length, 0);
+});
+
+test('a record with a malformed key or endpoint is skipped, not fatal', () => {
+  const set = reconcile([
+    { wgPublicKey: 'not-a-key', meshIp: '10.0.0.2', endpoints: [] },
+    { wgPublicKey: toBase64(key()), meshIp: '10.0.0.3', endpoints: ['nonsense', '10.1.1.1:5'] },
+  ], { privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, { persistentKeepalive: 0 });
+  assert.equal(set.peers.length, 1);
+  assert.deepEqual(set.peers[0].endpoint, parseEndpoint('10.1.1.1:5'));
+});
