@@ -1,0 +1,47 @@
+// `meshd daemon`: runs the node in the foreground (what the systemd unit starts).
+import { Command, Option } from 'commander';
+import { Daemon } from '../src/daemon/daemon.js';
+import { datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine.js';
+import { createLogger } from '../src/util/log.js';
+import { stateDir } from './common.js';
+
+const port = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`invalid port ${v}`);
+  return n;
+};
+
+export function daemonCommand(): Command {
+  return new Command('daemon')
+    .description('run the mesh node in the foreground')
+    .option('--interface <name>', 'WireGuard interface to create', 'meshd0')
+    .option('--listen-port <port>', 'WireGuard UDP port', port, 51820)
+    .option('--p2p-port <port>', 'libp2p TCP port', port, 4001)
+    .option('--name <name>', 'this node\'s name in the mesh (default: the hostname)')
+    .addOption(new Option('--datapath <kind>', 'native or reference').choices(['native', 'reference']))
+    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath }, cmd: Command) => {
+      if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a network interface)');
+      const logger = createLogger('meshd');
+      const daemon = await Daemon.start({
+        stateDir: stateDir(cmd),
+        ifname: opts.interface,
+        listenPort: opts.listenPort,
+        p2pPort: opts.p2pPort,
+        name: opts.name,
+        datapath: opts.datapath ?? datapathFromEnv(),
+        timings: timingsFromEnv(),
+        settleMs: process.env.MESHD_SETTLE_MS ? Number(process.env.MESHD_SETTLE_MS) : undefined,
+        logger,
+      });
+      let stopping = false;
+      const stop = async (why: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ why }, 'shutting down');
+        await daemon.stop().catch((err) => logger.error({ err: (err as Error).message }, 'unclean shutdown'));
+        process.exit(0);
+      };
+      process.on('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+    });
+}

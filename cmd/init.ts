@@ -1,0 +1,15 @@
+// `meshd init`: this node founds a new network and becomes its first member and administrator.
+import { Command } from 'commander';
+import { jsonOption, print, rpc } from './common.js';
+
+export function initCommand(): Command {
+  return new Command('init')
+    .description('found a new network with this node as its first member and administrator')
+    .option('--network <name>', 'network name', 'mesh')
+    .option('--cidr <range>', 'the network\'s address range', '10.0.0.0/24')
+    .addOption(jsonOption())
+    .action(async (opts: { network: string; cidr: string }, cmd: Command) => {
+      const r = await rpc<{ meshIp: string; network: string }>(cmd, 'init', { network: opts.network, cidr: opts.cidr });
+      print(cmd, r, () => `founded network ${r.network}; this node is ${r.meshIp}`);
+    });
+}

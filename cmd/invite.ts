@@ -1,0 +1,19 @@
+// `meshd invite`: one line that lets one more machine join (`meshd join <invite>`).
+import { Command } from 'commander';
+import qrcode from 'qrcode-terminal';
+import { jsonOption, parseDuration, print, rpc } from './common.js';
+
+export function inviteCommand(): Command {
+  return new Command('invite')
+    .description('print an invite for a new member (single use and expiring by default)')
+    .option('--ttl <duration>', 'how long it stays valid (e.g. 30m, 1h, 7d)', '1h')
+    .option('--uses <n>', 'how many nodes it may admit', (v) => Number(v), 1)
+    .option('--qr', 'also print it as a QR code')
+    .addOption(jsonOption())
+    .action(async (opts: { ttl: string; uses: number; qr?: boolean }, cmd: Command) => {
+      if (!Number.isInteger(opts.uses) || opts.uses < 1) throw new Error('--uses must be a whole number of at least 1');
+      const r = await rpc<{ token: string; expires: number; uses: number }>(cmd, 'invite', { ttlMs: parseDuration(opts.ttl), uses: opts.uses });
+      print(cmd, r, () => r.token);
+      if (opts.qr) qrcode.generate(r.token, { small: true }, (s: string) => process.stdout.write(`${s}\n`));
+    });
+}

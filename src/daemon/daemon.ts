@@ -1,0 +1,461 @@
+// The mesh daemon: one process that owns a node's identity, its WireGuard engine (in-process), its
+// libp2p node and its view of the network's ledger, and keeps the engine's peers equal to the
+// network's members. The command line talks to it over the control socket (STATE_DIR/meshd.sock).
+import '../util/polyfill.js';
+import { hostname } from 'node:os';
+import { join as joinPath } from 'node:path';
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import type { PrivateKey } from '@libp2p/interface';
+import type { Libp2p } from 'libp2p';
+import type { Logger } from 'pino';
+import { Engine, type Datapath } from '../wg/engine.js';
+import { UapiServer } from '../wg/uapi-server.js';
+import { ConfigError, type Configurable, type DeviceSet } from '../wg/config.js';
+import { generatePrivateKey, toBase64 } from '../wg/crypto.js';
+import { formatEndpoint } from '../wg/endpoint.js';
+import type { Timings } from '../wg/constants.js';
+import { Store } from '../store/store.js';
+import { ControlServer } from '../control/server.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, localAddresses, setLinkUp } from '../routes/kernel.js';
+import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
+import { createInvite, parseInvite } from '../discovery/invite.js';
+import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
+import type { SignedEnvelope } from '../discovery/signed.js';
+import { eventId } from '../discovery/signed.js';
+import { createMeshNode } from '../discovery/p2p.js';
+import { LedgerSync } from '../discovery/gossip.js';
+import { join as joinNetwork, serveJoin } from '../discovery/join.js';
+import { reconcile } from './reconcile.js';
+import { DaemonError } from './errors.js';
+
+export interface DaemonOptions {
+  stateDir: string;
+  ifname: string;
+  listenPort: number;
+  p2pPort: number;
+  name?: string;
+  datapath: Datapath;
+  timings?: Timings;
+  logger: Logger;
+  /** How long an admitting member waits for a competing admission before answering. */
+  settleMs?: number;
+  persistentKeepalive?: number;
+}
+
+export interface PeerStatus {
+  name: string;
+  meshIp: string;
+  publicKey: string | null;
+  peerId: string;
+  endpoint: string | null;
+  path: 'direct' | null;
+  lastHandshake: number | null; // epoch ms
+  rxBytes: number;
+  txBytes: number;
+  latencyMs: number | null;
+  online: boolean;
+  admin: boolean;
+}
+
+export interface Status {
+  self: {
+    name: string;
+    meshIp: string | null;
+    publicKey: string;
+    peerId: string;
+    network: { id: string; name: string; cidr: string } | null;
+    admin: boolean;
+    interface: string;
+    listenPort: number;
+  };
+  peers: PeerStatus[];
+}
+
+/** The daemon owns the peer list: `wg set` against its interface is refused, `wg show` works. */
+class ReadOnly implements Configurable {
+  constructor(private readonly engine: Engine) {}
+  snapshot() {
+    return this.engine.snapshot();
+  }
+  apply(_: DeviceSet): void {
+    throw new ConfigError(1, 'meshd owns this interface; change the mesh with meshd commands');
+  }
+}
+
+function sanitizeName(text: string): string {
+  const n = text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+/, '').slice(0, 63) || 'node';
+  return NAME_RE.test(n) ? n : 'node';
+}
+
+export class Daemon {
+  private node: Libp2p | null = null;
+  private sync: LedgerSync | null = null;
+  private ledger: Ledger | null = null;
+  private network: NetworkInfo | null = null;
+  private meshIp: string | null = null;
+  private seq = 0;
+  private readonly latency = new Map<string, number>();
+  private timers: NodeJS.Timeout[] = [];
+  private stopping = false;
+
+  private constructor(
+    private readonly opts: DaemonOptions,
+    private readonly store: Store,
+    private readonly identity: PrivateKey,
+    readonly engine: Engine,
+    private readonly uapi: UapiServer,
+    readonly name: string,
+    private control: ControlServer | null = null,
+  ) {}
+
+  get log(): Logger {
+    return this.opts.logger;
+  }
+
+  get peerId(): string {
+    return peerIdFromPrivateKey(this.identity).toString();
+  }
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const store = await Store.open(opts.stateDir);
+    try {
+      let raw = await store.getIdentity();
+      if (!raw) {
+        raw = privateKeyToProtobuf(await generateKeyPair('Ed25519'));
+        await store.setIdentity(raw);
+      }
+      const identity = privateKeyFromProtobuf(raw);
+      let wgKey = await store.getWgKey();
+      if (!wgKey) {
+        wgKey = generatePrivateKey();
+        await store.setWgKey(wgKey);
+      }
+      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger });
+      await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
+      const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger });
+      const name = sanitizeName(opts.name ?? hostname());
+      const daemon = new Daemon(opts, store, identity, engine, uapi, name);
+      const network = await store.getNetwork();
+      if (network) await daemon.resume(network);
+      daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), daemon.handlers(), opts.logger);
+      opts.logger.info({ peerId: daemon.peerId, name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
+      return daemon;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  handlers(): Record<string, (params: unknown) => Promise<unknown>> {
+    return {
+      status: async () => this.status(),
+      init: async (p) => this.init(p as { network?: string; cidr?: string }),
+      invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
+      join: async (p) => this.join(p as { token: string }),
+      leave: async () => this.leave(),
+      kick: async (p) => this.kick(p as { target: string }),
+      promote: async (p) => this.promote(p as { target: string }),
+    };
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  async init(p: { network?: string; cidr?: string }): Promise<{ meshIp: string; network: string }> {
+    if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
+    const cidr = p.cidr ?? '10.0.0.0/24';
+    if (!meshRange(cidr)) throw new DaemonError('EINVAL', `invalid network range ${cidr}: give an IPv4 CIDR such as 10.0.0.0/24`);
+    const { network, events } = await foundNetwork(this.identity, { name: sanitizeName(p.network ?? 'mesh'), memberName: this.name, cidr }, Date.now());
+    const ledger = new Ledger(network);
+    ledger.addAll(events);
+    await this.store.setNetwork(network);
+    await this.persist(ledger.events());
+    await this.startNetwork(network, ledger, null);
+    return { meshIp: this.meshIp!, network: network.name };
+  }
+
+  async invite(p: { ttlMs?: number; uses?: number }): Promise<{ token: string; expires: number; uses: number }> {
+    const { network, ledger } = this.requireNetwork();
+    if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can create invites');
+    const bootstrap = this.node!.getMultiaddrs().map((m) => m.toString());
+    const inv = await createInvite(this.identity, network, { ttlMs: p.ttlMs, uses: p.uses, bootstrap }, Date.now());
+    return { token: inv.token, expires: inv.expires, uses: inv.uses };
+  }
+
+  async join(p: { token: string }): Promise<{ meshIp: string; network: string }> {
+    if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
+    const invite = parseInvite(p.token, Date.now());
+    const network = invite.network;
+    const node = await this.createNode(network, invite.bootstrap);
+    try {
+      const self = await this.selfRecord(network, node);
+      const result = await joinNetwork(node, invite, self, { timeoutMs: 15_000 });
+      const ledger = new Ledger(network);
+      ledger.addAll(result.envelopes);
+      if (!ledger.isMember(this.peerId)) throw new DaemonError('EJOIN', 'the member that answered did not admit us');
+      await this.store.setNetwork(network);
+      await this.persist([...ledger.events(), ...ledger.records()]);
+      await this.startNetwork(network, ledger, node);
+      return { meshIp: this.meshIp!, network: network.name };
+    } catch (err) {
+      if (!this.node) await Promise.resolve(node.stop()).catch(() => {});
+      throw err;
+    }
+  }
+
+  async leave(): Promise<{ left: string }> {
+    const { network, ledger } = this.requireNetwork();
+    const env = await revoke(this.identity, { network, member: this.peerId, reason: 'leave' }, Date.now());
+    ledger.add(env);
+    await this.sync?.publish(env);
+    await new Promise((r) => setTimeout(r, 300)); // let the revocation reach connected members
+    await this.stopNetwork();
+    await this.store.wipeMembership();
+    return { left: network.name };
+  }
+
+  async kick(p: { target: string }): Promise<{ kicked: string; meshIp: string }> {
+    const { network, ledger } = this.requireNetwork();
+    if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can kick members');
+    const target = this.findMember(p.target);
+    if (target.peerId === this.peerId) throw new DaemonError('EINVAL', 'use meshd leave to remove this node');
+    const env = await revoke(this.identity, { network, member: target.peerId, reason: 'kick' }, Date.now());
+    this.accept(env);
+    await this.sync?.publish(env);
+    return { kicked: target.name, meshIp: target.meshIp };
+  }
+
+  async promote(p: { target: string }): Promise<{ promoted: string }> {
+    const { network, ledger } = this.requireNetwork();
+    if (network.founder !== this.peerId) throw new DaemonError('EPERM', 'only the founder can make administrators');
+    const target = this.findMember(p.target);
+    const env = await grant(this.identity, { network, member: target.peerId }, Date.now());
+    this.accept(env);
+    await this.sync?.publish(env);
+    void ledger;
+    return { promoted: target.name };
+  }
+
+  status(): Status {
+    const snap = this.engine.snapshot();
+    const byKey = new Map(snap.peers.map((p) => [p.publicKey.toString('base64'), p]));
+    const ledger = this.ledger;
+    const connected = new Set(this.node?.getConnections().map((c) => c.remotePeer.toString()) ?? []);
+    const peers: PeerStatus[] = [];
+    for (const m of ledger?.members() ?? []) {
+      if (m.peerId === this.peerId) continue;
+      const key = m.record?.wgPublicKey ?? null;
+      const wg = key ? byKey.get(key) : undefined;
+      const lastHandshake = wg && wg.lastHandshakeMs > 0 ? wg.lastHandshakeMs : null;
+      const fresh = lastHandshake !== null && Date.now() - lastHandshake < 180_000;
+      peers.push({
+        name: m.name,
+        meshIp: m.meshIp,
+        publicKey: key,
+        peerId: m.peerId,
+        endpoint: wg?.endpoint ? formatEndpoint(wg.endpoint) : null,
+        path: wg?.endpoint ? 'direct' : null,
+        lastHandshake,
+        rxBytes: wg?.rxBytes ?? 0,
+        txBytes: wg?.txBytes ?? 0,
+        latencyMs: this.latency.get(m.peerId) ?? null,
+        online: connected.has(m.peerId) || fresh,
+        admin: m.admin,
+      });
+    }
+    const network = this.network;
+    return {
+      self: {
+        name: this.name,
+        meshIp: this.meshIp,
+        publicKey: toBase64(this.engine.device.publicKey!),
+        peerId: this.peerId,
+        network: network ? { id: network.id, name: network.name, cidr: network.cidr } : null,
+        admin: ledger?.isAdmin(this.peerId) ?? false,
+        interface: this.engine.ifname,
+        listenPort: this.engine.listenPort,
+      },
+      peers,
+    };
+  }
+
+  // ------------------------------------------------------------------ network life
+
+  private requireNetwork(): { network: NetworkInfo; ledger: Ledger } {
+    if (!this.network || !this.ledger) throw new DaemonError('ENONET', 'not a member of any network: run meshd init or meshd join <invite>');
+    return { network: this.network, ledger: this.ledger };
+  }
+
+  private findMember(target: string): { peerId: string; name: string; meshIp: string } {
+    const members = this.ledger!.members().filter((m) => m.name === target || m.meshIp === target || m.peerId === target);
+    if (members.length === 0) throw new DaemonError('ENOENT', `no member named or addressed ${target}`);
+    if (members.length > 1) throw new DaemonError('EINVAL', `${target} names ${members.length} members; use the mesh address`);
+    return members[0];
+  }
+
+  /** Comes back into the stored network after a restart. */
+  private async resume(network: NetworkInfo): Promise<void> {
+    const ledger = new Ledger(network);
+    ledger.addAll(await this.store.allEnvelopes());
+    if (!ledger.isMember(this.peerId)) {
+      this.log.warn({ network: network.name }, 'no longer a member of the stored network; forgetting it');
+      await this.store.wipeMembership();
+      return;
+    }
+    await this.startNetwork(network, ledger, null);
+  }
+
+  private async createNode(network: NetworkInfo, bootstrap: readonly string[]): Promise<Libp2p> {
+    return createMeshNode({
+      privateKey: this.identity,
+      psk: network.psk,
+      listen: [`/ip4/0.0.0.0/tcp/${this.opts.p2pPort}`],
+      bootstrap: [...bootstrap],
+      mdns: true,
+      gate: { allow: (peerId: string) => !(this.ledger?.revoked(peerId) ?? false) },
+      logger: this.log,
+    });
+  }
+
+  private async startNetwork(network: NetworkInfo, ledger: Ledger, node: Libp2p | null): Promise<void> {
+    this.network = network;
+    this.ledger = ledger;
+    const bootstrap = ledger.members().flatMap((m) => (m.peerId === this.peerId ? [] : (m.record?.multiaddrs ?? [])));
+    this.node = node ?? (await this.createNode(network, bootstrap));
+    try {
+      await ensureMulticastRoute(this.opts.ifname).catch(() => {});
+      this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log });
+      this.sync.onEnvelope((env) => void this.persist([env]));
+      await this.sync.start();
+      serveJoin(this.node, { ledger, admitterKey: this.identity, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log, onAdmit: (env: SignedEnvelope) => void this.persist([env]) });
+      ledger.onChange(() => void this.onLedgerChange());
+      await this.publishRecord();
+      await this.onLedgerChange();
+      this.timers.push(setInterval(() => void this.measureLatency(), 5_000));
+      this.timers.push(setInterval(() => void this.publishRecordIfChanged(), 30_000));
+    } catch (err) {
+      await this.stopNetwork();
+      throw err;
+    }
+  }
+
+  private async stopNetwork(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.sync?.stop();
+    await Promise.resolve(this.node?.stop()).catch(() => {});
+    this.node = null;
+    this.sync = null;
+    this.ledger = null;
+    this.network = null;
+    this.meshIp = null;
+    await Promise.resolve(this.engine.apply({ replacePeers: true, peers: [] }));
+    await flushAddresses(this.opts.ifname).catch(() => {});
+  }
+
+  private accept(env: SignedEnvelope): void {
+    if (this.ledger?.add(env) === 'new') void this.persist([env]);
+  }
+
+  private async persist(envs: readonly SignedEnvelope[]): Promise<void> {
+    try {
+      await this.store.putEnvelopes(envs.map((e) => ({ id: eventId(e), value: e })));
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot persist ledger entries; they stay in memory');
+    }
+  }
+
+  private lastEndpoints = '';
+
+  private localEndpoints(): string[] {
+    const port = this.engine.listenPort;
+    return localAddresses(this.opts.ifname)
+      .filter((a) => a.family === 'IPv4' || !a.address.startsWith('fe80'))
+      .map((a) => (a.family === 'IPv4' ? `${a.address}:${port}` : `[${a.address}]:${port}`));
+  }
+
+  private async selfRecord(network: NetworkInfo, node: Libp2p): Promise<SignedEnvelope> {
+    this.seq = Math.max(this.seq + 1, Date.now());
+    const endpoints = this.localEndpoints();
+    this.lastEndpoints = endpoints.join(',');
+    return record(this.identity, {
+      network,
+      wgPublicKey: toBase64(this.engine.device.publicKey!),
+      name: this.name,
+      endpoints,
+      multiaddrs: node.getMultiaddrs().map((m) => m.toString()),
+      seq: this.seq,
+    }, Date.now());
+  }
+
+  private async publishRecord(): Promise<void> {
+    if (!this.network || !this.node || !this.sync) return;
+    const env = await this.selfRecord(this.network, this.node);
+    this.accept(env);
+    await this.sync.publish(env);
+  }
+
+  private async publishRecordIfChanged(): Promise<void> {
+    if (this.localEndpoints().join(',') !== this.lastEndpoints) await this.publishRecord();
+  }
+
+  /** After any ledger change: our own address, our membership, the engine's peers. */
+  private async onLedgerChange(): Promise<void> {
+    const ledger = this.ledger;
+    const network = this.network;
+    if (!ledger || !network || this.stopping) return;
+    if (!ledger.isMember(this.peerId)) {
+      this.log.warn({ network: network.name }, 'this node was removed from the network');
+      await this.stopNetwork();
+      await this.store.wipeMembership();
+      return;
+    }
+    const ip = ledger.addressOf(this.peerId);
+    if (ip && ip !== this.meshIp) {
+      const bits = Number(network.cidr.split('/')[1]);
+      await flushAddresses(this.opts.ifname).catch(() => {});
+      await addAddress(this.opts.ifname, ip, bits);
+      await setLinkUp(this.opts.ifname);
+      this.meshIp = ip;
+      this.log.info({ meshIp: ip }, 'mesh address assigned');
+    }
+    // Hang up on members that are gone.
+    for (const conn of this.node?.getConnections() ?? []) {
+      const id = conn.remotePeer.toString();
+      if (ledger.revoked(id)) await conn.close().catch(() => {});
+    }
+    const desired = ledger.members()
+      .filter((m) => m.peerId !== this.peerId && m.record)
+      .map((m) => ({ wgPublicKey: m.record!.wgPublicKey, meshIp: m.meshIp, endpoints: [...m.record!.endpoints] }));
+    const change = reconcile(desired, this.engine.snapshot(), { persistentKeepalive: this.opts.persistentKeepalive ?? 25 });
+    if (change.peers.length > 0) {
+      await this.engine.apply(change);
+      this.log.debug({ changes: change.peers.length }, 'peers reconciled');
+    }
+  }
+
+  private async measureLatency(): Promise<void> {
+    const node = this.node;
+    if (!node) return;
+    const ping = (node.services as { ping?: { ping(peer: unknown): Promise<number> } }).ping;
+    if (!ping) return;
+    await Promise.all(node.getConnections().map(async (c) => {
+      try {
+        this.latency.set(c.remotePeer.toString(), await ping.ping(c.remotePeer));
+      } catch {
+        this.latency.delete(c.remotePeer.toString());
+      }
+    }));
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    this.control?.close();
+    await this.sync?.stop();
+    await Promise.resolve(this.node?.stop()).catch(() => {});
+    this.uapi.close();
+    this.engine.close();
+    await this.store.close();
+  }
+}
