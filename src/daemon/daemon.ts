@@ -17,7 +17,7 @@ import { formatEndpoint } from '../wg/endpoint.js';
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, localAddresses, setLinkUp } from '../routes/kernel.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
 import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
 import { createInvite, parseInvite } from '../discovery/invite.js';
 import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
@@ -323,7 +323,7 @@ export class Daemon {
     const bootstrap = ledger.members().flatMap((m) => (m.peerId === this.peerId ? [] : (m.record?.multiaddrs ?? [])));
     this.node = node ?? (await this.createNode(network, bootstrap));
     try {
-      await ensureMulticastRoute(this.opts.ifname).catch(() => {});
+      await this.ensureMulticast();
       this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
@@ -337,6 +337,22 @@ export class Daemon {
       await this.stopNetwork();
       throw err;
     }
+  }
+
+  /**
+   * mDNS needs a route for 224.0.0.0/4. Hosts with a default route have one; a LAN without a
+   * gateway (and a network namespace) does not, and then every mDNS send fails silently.
+   */
+  private async ensureMulticast(): Promise<void> {
+    try {
+      await runIp(['route', 'get', '224.0.0.251']);
+      return;
+    } catch {
+      // no route: add one through the first LAN interface
+    }
+    const lan = localAddresses(this.opts.ifname).find((a) => a.family === 'IPv4');
+    if (!lan) return;
+    await ensureMulticastRoute(lan.ifname).catch((err: Error) => this.log.warn({ err: err.message }, 'no multicast route: mDNS discovery is off'));
   }
 
   private async stopNetwork(): Promise<void> {
@@ -451,10 +467,10 @@ export class Daemon {
   async stop(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
-    this.control?.close();
+    await this.control?.close();
     await this.sync?.stop();
     await Promise.resolve(this.node?.stop()).catch(() => {});
-    this.uapi.close();
+    await this.uapi.close();
     this.engine.close();
     await this.store.close();
   }

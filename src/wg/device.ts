@@ -4,7 +4,7 @@
 // back through `DeviceOutput`. The whole protocol is tested without sockets or real time.
 //
 // Data path per batch, no allocation per packet: look up each packet's peer and session, write the
-// transport header and padding, collect keys and counters, seal the whole batch at once
+// transport header and padding, collect each slot's key, seal the whole batch at once
 // (BatchCipher: native or reference), send the batch. The receive path mirrors it: parse headers,
 // open the batch at once, then the replay window, roaming, timers and the source check.
 import type { BatchCipher } from './cipher.js';
@@ -192,7 +192,6 @@ export class Device implements Configurable {
       data.writeUInt32LE(counter >>> 0, slot + Transport.counter);
       data.writeUInt32LE(Math.floor(counter / 2 ** 32), slot + Transport.counter + 4);
       kp.sendKey.copy(tx.keys, i * 32);
-      tx.counters[i] = BigInt(counter);
       batch.offset[i] = HEADROOM;
       batch.length[i] = padded;
       endpoint.addr.copy(batch.addr, i * 16);
@@ -201,7 +200,7 @@ export class Device implements Configurable {
       sealed++;
     }
     if (sealed > 0) {
-      this.cipher.seal(batch, tx.keys, tx.counters, batch.count);
+      this.cipher.seal(batch, tx.keys, batch.count);
       for (let i = 0; i < batch.count; i++) {
         if (tx.keypair[i] === null) continue;
         batch.offset[i] = 0;
@@ -286,7 +285,7 @@ export class Device implements Configurable {
         if (now - kp.created >= this.timings.rejectAfterTime) { this.drops.expired++; batch.length[i] = -1; continue; }
         const hi = data.readUInt32LE(at + Transport.counter + 4);
         if (hi >= MAX_SAFE_HI) { this.drops.replay++; batch.length[i] = -1; continue; }
-        rx.counters[i] = data.readBigUInt64LE(at + Transport.counter);
+        rx.counter[i] = hi * 2 ** 32 + data.readUInt32LE(at + Transport.counter);
         kp.receiveKey.copy(rx.keys, i * 32);
         batch.offset[i] += Transport.headerSize;
         batch.length[i] = len - Transport.headerSize;
@@ -301,13 +300,13 @@ export class Device implements Configurable {
     }
     if (transport === 0) return;
 
-    this.cipher.open(batch, rx.keys, rx.counters, rx.ok, batch.count);
+    this.cipher.open(batch, rx.keys, rx.ok, batch.count);
     for (let i = 0; i < batch.count; i++) {
       const kp = rx.keypair[i];
       if (kp === null) continue;
       if (rx.ok[i] !== 1) { this.drops.decrypt++; batch.length[i] = -1; continue; }
       const datagramLength = batch.length[i] + Transport.headerSize;
-      const counter = Number(rx.counters[i]);
+      const counter = rx.counter[i];
       if (!kp.replay.validateCounter(counter, REJECT_AFTER_MESSAGES)) {
         this.drops.replay++;
         batch.length[i] = -1;
@@ -659,7 +658,7 @@ export class Device implements Configurable {
 class Scratch {
   capacity = 0;
   keys = Buffer.alloc(0);
-  counters = new BigUint64Array(0);
+  counter = new Float64Array(0);
   ok = new Uint8Array(0);
   peer: (Peer | null)[] = [];
   keypair: (Keypair | null)[] = [];
@@ -672,7 +671,7 @@ class Scratch {
     if (n <= this.capacity) return this;
     this.capacity = n;
     this.keys = Buffer.alloc(n * 32);
-    this.counters = new BigUint64Array(n);
+    this.counter = new Float64Array(n);
     this.ok = new Uint8Array(n);
     this.peer = new Array(n).fill(null);
     this.keypair = new Array(n).fill(null);

@@ -11,22 +11,37 @@ export interface Poller {
   close(): void;
 }
 
+/** A dual-stack UDP socket with its own recvmmsg/sendmmsg arrays (src/wg/native/udp.cc). */
+export interface UdpSocket {
+  readonly fd: number;
+  /** The bound port (the real one when opened with port 0). */
+  readonly port: number;
+  /** 6 for the dual-stack socket, 4 when the host has no IPv6. */
+  readonly family: 4 | 6;
+  /** Receives up to a batch into slots at offset 0; the count, or -errno (the call may be retried). */
+  recv(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, addr: Buffer, port: Uint16Array): number;
+  /** Sends slots with length > 0 to their addr/port; returns how many went out. */
+  send(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, addr: Buffer, port: Uint16Array, count: number): number;
+  /** SO_MARK; 0 or -errno. */
+  setMark(mark: number): number;
+  close(): void;
+}
+
 export interface NativeAddon {
   tunOpen(name: string): { fd: number; name: string };
   /** Sets MTU and transmit queue length with ioctls on the interface. */
   ifaceConfigure(name: string, mtu: number, txqueuelen: number): void;
-  /** Reads up to max packets into slots at `headroom`; returns the count (0 when none). */
+  /** Reads up to max packets into slots at `headroom`; the count (0: none; -EINVAL: slot too small). */
   tunRead(fd: number, data: Buffer, slotSize: number, headroom: number, offset: Int32Array, length: Int32Array, max: number): number;
   tunWrite(fd: number, data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, count: number): number;
-  /** A dual-stack UDP socket bound to port (0 = any); returns fd and the bound port. */
-  udpOpen(port: number): { fd: number; port: number };
-  udpRecv(fd: number, data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, addr: Buffer, port: Uint16Array, max: number): number;
-  udpSend(fd: number, data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, addr: Buffer, port: Uint16Array, count: number): number;
-  sealBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, counters: BigUint64Array, count: number): void;
-  openBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, counters: BigUint64Array, ok: Uint8Array, count: number): void;
+  /** Binds [::]:port (0.0.0.0 without IPv6; port 0 = ephemeral) with arrays for `capacity` datagrams. */
+  UdpSocket: new (port: number, capacity: number) => UdpSocket;
+  /** AEAD per slot; the nonce counter is the slot's bytes 8..16 (LE). A failed seal sets length -1. */
+  sealBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, count: number): void;
+  openBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, ok: Uint8Array, count: number): void;
   closeFd(fd: number): void;
-  udpClose(fd: number): void;
-  Poller: new (fd: number, onReadable: () => void) => Poller;
+  /** Watches fd for readability; onEvent(status) gets a negative libuv status after a POLLERR. */
+  Poller: new (fd: number, onEvent: (status: number) => void) => Poller;
 }
 
 let loaded: NativeAddon | null = null;

@@ -1,7 +1,7 @@
 // An IP prefix (CIDR): the unit of allowed IPs and routes. addr is 4 bytes for IPv4, 16 for IPv6,
 // with host bits cleared, as WireGuard's allowed-IPs table stores it.
 import { isIP } from 'node:net';
-import { addrFromString, addrToString } from './endpoint.js';
+import { addrFromString, addrToString, isV4Mapped } from './endpoint.js';
 
 export interface Prefix {
   readonly addr: Buffer; // 4 or 16 bytes
@@ -31,7 +31,10 @@ export function maskAddr(addr: Buffer, bits: number): Buffer {
 }
 
 export function formatPrefix(p: Prefix): string {
-  const ip = p.addr.length === 4 ? p.addr.join('.') : addrToString(p.addr);
+  // A 16-byte prefix is IPv6 even when it is v4-mapped: addrToString would print "10.0.0.1" (it
+  // serves endpoints, where mapped means IPv4), and "10.0.0.1/128" is not a prefix `wg` can read.
+  const ip = p.addr.length === 4 ? p.addr.join('.')
+    : isV4Mapped(p.addr) ? `::ffff:${p.addr.subarray(12).join('.')}` : addrToString(p.addr);
   return `${ip}/${p.bits}`;
 }
 

@@ -111,6 +111,11 @@ export class Topology {
     return proc;
   }
 
+  /** Removes this socket file on cleanup (UAPI sockets outlive a daemon killed with -9). */
+  trackSocket(path: string): void {
+    if (!this.sockets.includes(path)) this.sockets.push(path);
+  }
+
   async cleanup(): Promise<void> {
     for (const p of this.procs) await p.kill();
     this.cleanupSync();

@@ -7,21 +7,11 @@
 
 namespace meshd {
 
-// Throws a JS Error carrying `code` (e.g. "EPERM") and the errno text.
+// Throws a JS Error whose message names the operation and the errno text, with `code` set to
+// the errno's name ("EPERM", "EADDRINUSE"...) and `errno` to its number, like node's own errors.
 inline Napi::Value ThrowErrno(Napi::Env env, const char* what, int err) {
-  std::string msg = std::string(what) + ": " + strerror(err);
-  Napi::Error e = Napi::Error::New(env, msg);
-  const char* code = nullptr;
-  switch (err) {
-    case EPERM: code = "EPERM"; break;
-    case EACCES: code = "EACCES"; break;
-    case ENOENT: code = "ENOENT"; break;
-    case EBUSY: code = "EBUSY"; break;
-    case EADDRINUSE: code = "EADDRINUSE"; break;
-    case EINVAL: code = "EINVAL"; break;
-    case ENODEV: code = "ENODEV"; break;
-    default: break;
-  }
+  Napi::Error e = Napi::Error::New(env, std::string(what) + ": " + strerror(err));
+  const char* code = strerrorname_np(err);
   if (code) e.Set("code", Napi::String::New(env, code));
   e.Set("errno", Napi::Number::New(env, err));
   e.ThrowAsJavaScriptException();

@@ -60,7 +60,8 @@ static Napi::Value IfaceConfigure(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// tunRead(fd, data, slotSize, headroom, offset, length, max) -> count
+// tunRead(fd, data, slotSize, headroom, offset, length, max) -> packets read (0: none), -EINVAL
+// for a slot too small. Packet i lands at offset `headroom` of slot i.
 static Napi::Value TunRead(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   auto data = Bytes(info[1]);
@@ -69,6 +70,8 @@ static Napi::Value TunRead(const Napi::CallbackInfo& info) {
   auto offset = Array<int32_t>(info[4]);
   auto length = Array<int32_t>(info[5]);
   size_t max = info[6].As<Napi::Number>().Uint32Value();
+  // A slot must hold the headroom, a packet, and the padding and tag added in place later.
+  if (headroom < 0 || slot < (size_t)headroom + 32 + 576) return Napi::Number::New(info.Env(), -EINVAL);
   if (max > offset.length) max = offset.length;
   if (max > length.length) max = length.length;
   if (max > data.length / slot) max = data.length / slot;
@@ -87,6 +90,8 @@ static Napi::Value TunRead(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)n);
 }
 
+// tunWrite(fd, data, slotSize, offset, length, count) -> packets written; slots with length <= 0
+// are skipped.
 static Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
   auto data = Bytes(info[1]);
@@ -95,9 +100,9 @@ static Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   auto length = Array<int32_t>(info[4]);
   size_t count = info[5].As<Napi::Number>().Uint32Value();
   size_t written = 0;
-  for (size_t i = 0; i < count && i < length.length; i++) {
+  for (size_t i = 0; i < count && i < offset.length && i < length.length; i++) {
     int32_t len = length.data[i];
-    if (len <= 0) continue;
+    if (len <= 0 || offset.data[i] < 0) continue;
     size_t start = i * slot + offset.data[i];
     if (start + len > data.length) continue;
     ssize_t r;

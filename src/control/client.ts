@@ -1,0 +1,76 @@
+// The command line's end of the control socket (see protocol.ts): one connection per call, one
+// request, the matching response, hang up. Errors are one line a person can act on.
+import { createConnection } from 'node:net';
+import { LineReader, MAX_RESPONSE_LINE, ResponseSchema, encodeLine } from './protocol.js';
+
+/** The socket is missing or nobody listens on it: the daemon is not running. */
+export class DaemonNotRunningError extends Error {
+  readonly code = 'ENOTRUNNING';
+  constructor(readonly path: string, options?: { cause?: unknown }) {
+    super(`meshd daemon is not running (no socket at ${path}); start it with: meshd daemon  (or: systemctl start meshd)`, options);
+    this.name = 'DaemonNotRunningError';
+  }
+}
+
+/** The daemon answered with an error, or the call failed on the way: `code` says which. */
+export class ControlError extends Error {
+  constructor(readonly code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ControlError';
+  }
+}
+
+export interface CallOptions {
+  /** Give up (code ETIMEDOUT) when no answer arrives in this time; default 30 s. */
+  timeoutMs?: number;
+}
+
+let nextId = 1;
+
+/** Calls `method` on the daemon listening at `path` and returns its result. */
+export function call<T = unknown>(path: string, method: string, params?: object, opts: CallOptions = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const id = nextId++;
+  return new Promise<T>((resolve, reject) => {
+    const sock = createConnection(path);
+    const reader = new LineReader(MAX_RESPONSE_LINE);
+    let settled = false;
+    const finish = (err: Error | null, value?: T) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(value as T);
+    };
+    const timer = setTimeout(() => finish(new ControlError('ETIMEDOUT', `meshd daemon did not answer ${method} within ${timeoutMs} ms`)), timeoutMs);
+
+    sock.on('connect', () => sock.write(encodeLine({ id, method, ...(params === undefined ? {} : { params: params as Record<string, unknown> }) })));
+    sock.on('data', (chunk: Buffer) => {
+      const { lines, overflow } = reader.push(chunk);
+      for (const line of lines) {
+        let json: unknown;
+        try {
+          json = JSON.parse(line);
+        } catch {
+          return finish(new ControlError('EPROTO', `meshd daemon sent an unreadable reply to ${method}`));
+        }
+        const parsed = ResponseSchema.safeParse(json);
+        if (!parsed.success) return finish(new ControlError('EPROTO', `meshd daemon sent a malformed reply to ${method}`));
+        const res = parsed.data;
+        if (res.ok && res.id === id) return finish(null, res.result as T);
+        // An error without our id (id null) is the daemon rejecting the request itself.
+        if (!res.ok && (res.id === id || res.id === null)) return finish(new ControlError(res.error.code, res.error.message));
+      }
+      if (overflow) finish(new ControlError('EPROTO', `meshd daemon's reply to ${method} is larger than ${MAX_RESPONSE_LINE} bytes`));
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') return finish(new DaemonNotRunningError(path, { cause: err }));
+      if (err.code === 'EACCES' || err.code === 'EPERM') {
+        return finish(new ControlError(err.code, `permission denied on ${path}: the control socket is root's; run this command as root (sudo)`, { cause: err }));
+      }
+      finish(new ControlError(err.code ?? 'EIO', `cannot talk to meshd daemon at ${path}: ${err.message}`, { cause: err }));
+    });
+    sock.on('close', () => finish(new ControlError('ECONNRESET', `meshd daemon closed the connection before answering ${method}`)));
+  });
+}

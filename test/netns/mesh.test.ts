@@ -1,0 +1,156 @@
+// The mesh, end to end: real daemons in namespaces on one LAN, joined by invites through the CLI.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Lan } from './mesh.js';
+import { ping, waitFor } from './harness.js';
+
+async function fullMesh(lan: Lan, timeoutMs = 20_000): Promise<void> {
+  await waitFor(async () => {
+    for (const n of lan.nodes) {
+      const s = await lan.status(n).catch(() => null);
+      if (!s || s.peers.filter((p) => p.lastHandshake !== null).length < lan.nodes.length - 1) {
+        // pings make the handshakes happen
+        for (const p of s?.peers ?? []) void ping(lan.t, n.ns, p.meshIp, { count: 1, wait: 1 });
+        return false;
+      }
+    }
+    return true;
+  }, timeoutMs, 'a full mesh');
+}
+
+test('five daemons: init, joins (two at once through different members), everyone pings everyone', { timeout: 180_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const names = ['alpha', 'bravo', 'charlie', 'delta', 'echo'];
+  for (const n of names) await lan.addNode(n);
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  const [a, b, c, d, e] = lan.nodes;
+
+  const before = await lan.status(b);
+  assert.equal(before.self.meshIp, null, 'not a member yet');
+  assert.deepEqual(before.peers, []);
+
+  assert.match(await lan.cli(a, ['init', '--network', 'test']), /10\.0\.0\.1/);
+  const t0 = Date.now();
+  assert.match(await lan.cli(b, ['join', await lan.invite(a)]), /joined network test; this node is 10\.0\.0\.\d+/);
+  const firstJoinMs = Date.now() - t0;
+  assert.ok((await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 2 })).received === 1, 'b reaches a right after joining');
+  await lan.cli(a, ['promote', 'bravo']);
+
+  // c joins through a, d through b, at the same moment; then e.
+  const [ic, id] = [await lan.invite(a), await waitForInvite(lan, b)];
+  const [jc, jd] = await Promise.all([lan.cli(c, ['join', ic]), lan.cli(d, ['join', id])]);
+  await lan.cli(e, ['join', await lan.invite(a)]);
+  const ipOf = (out: string) => /this node is (\S+)/.exec(out)![1];
+  assert.notEqual(ipOf(jc), ipOf(jd), 'concurrent joins get different addresses');
+
+  await fullMesh(lan);
+  const addresses = new Set<string>();
+  for (const n of lan.nodes) {
+    const s = await lan.status(n);
+    addresses.add(s.self.meshIp!);
+    assert.equal(s.peers.length, 4, `${n.name} lists the other four`);
+    for (const p of s.peers) {
+      assert.ok(p.lastHandshake !== null, `${n.name} -> ${p.name} handshake`);
+      assert.equal(p.path, 'direct');
+      assert.ok(p.rxBytes > 0 && p.txBytes > 0);
+      const r = await ping(lan.t, n.ns, p.meshIp, { count: 1, wait: 2 });
+      assert.equal(r.received, 1, `${n.name} pings ${p.name} at ${p.meshIp}`);
+    }
+  }
+  assert.equal(addresses.size, 5, 'five distinct addresses');
+  for (const ip of addresses) assert.ok(!ip.endsWith('.0') && !ip.endsWith('.255'));
+  // wg show works against the daemon, read-only
+  const { stdout } = await lan.t.exec(a.ns, 'wg', ['show', a.ifname]);
+  assert.equal((stdout.match(/^peer: /gm) ?? []).length, 4);
+  await assert.rejects(lan.t.exec(a.ns, 'wg', ['set', a.ifname, 'listen-port', '1']));
+  process.stdout.write(`# first join to first ping: ${firstJoinMs} ms\n`);
+});
+
+async function waitForInvite(lan: Lan, node: Lan['nodes'][number]): Promise<string> {
+  let token = '';
+  await waitFor(async () => {
+    try {
+      token = await lan.invite(node);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 10_000, 'promotion to reach the new administrator');
+  return token;
+}
+
+test('bad invites are refused with one clear line and change nothing; a kicked node is out for good', { timeout: 180_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const [a, b, c] = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie')];
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+
+  const refused = async (token: string, pattern: RegExp) => {
+    const err = await lan.cli(c, ['join', token]).then(() => null, (e: Error & { exitCode?: number }) => e);
+    assert.ok(err, `join with ${token.slice(0, 20)}... must fail`);
+    assert.match(err.message, pattern);
+    assert.equal(err.message.split('\n').length, 1, 'one line');
+    assert.notEqual(err.exitCode, 0);
+    assert.equal((await lan.status(c)).self.meshIp, null, 'nothing changed');
+  };
+  await refused('garbage', /not a meshd invite/);
+  const good = await lan.invite(a);
+  await refused(good.slice(0, good.length - 20), /not a meshd invite|forged/);
+  // a forged invite: a valid one with its use count raised, not re-signed
+  const payload = JSON.parse(Buffer.from(good.slice('meshd1.'.length), 'base64url').toString());
+  payload.body.uses = 100;
+  await refused(`meshd1.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`, /forged/);
+  const short = await lan.invite(a, ['--ttl', '1s']);
+  await new Promise((r) => setTimeout(r, 1500));
+  await refused(short, /expired/);
+  await lan.cli(b, ['join', good]);
+  await refused(good, /already used/);
+
+  // kick: b leaves every peer list and can no longer reach anyone
+  await lan.cli(c, ['join', await lan.invite(a)]);
+  assert.equal((await ping(lan.t, c.ns, '10.0.0.2', { count: 1, wait: 3 })).received, 1);
+  await lan.cli(a, ['kick', 'bravo']);
+  await waitFor(async () => (await lan.status(c)).peers.every((p) => p.name !== 'bravo'), 10_000, 'the revocation to reach charlie');
+  await waitFor(async () => (await lan.status(b)).self.meshIp === null, 10_000, 'bravo to learn it was kicked');
+  assert.equal((await ping(lan.t, c.ns, '10.0.0.2', { count: 2, wait: 1 })).received, 0, 'no traffic to the kicked node');
+  const { stdout } = await lan.t.exec(c.ns, 'wg', ['show', c.ifname]);
+  assert.equal((stdout.match(/^peer: /gm) ?? []).length, 1, 'only alpha is left as a peer of charlie');
+  await assert.rejects(lan.cli(b, ['join', good]), /already used|revoked|expired/);
+});
+
+test('restart after kill -9: same address, back in the mesh; mDNS finds a member whose address changed', { timeout: 180_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const [a, b] = [await lan.addNode('alpha'), await lan.addNode('bravo')];
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  const ipB = (await lan.status(b)).self.meshIp;
+  assert.equal((await ping(lan.t, a.ns, ipB!, { count: 1, wait: 3 })).received, 1);
+
+  // kill -9 and restart b: it comes back with the same keys and address
+  b.proc!.child.kill('SIGKILL');
+  await waitFor(() => !b.proc!.alive(), 5000, 'b to die');
+  await lan.start(b);
+  const s = await lan.status(b);
+  assert.equal(s.self.meshIp, ipB);
+  assert.equal(s.peers.length, 1);
+  await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'b back in the mesh');
+
+  // a's LAN address changes while both are down; they find each other again by mDNS alone
+  for (const n of [a, b]) {
+    await n.proc!.kill();
+  }
+  const eth = lan.t.name('e1');
+  await lan.t.exec(a.ns, 'ip', ['addr', 'flush', 'dev', eth]);
+  await lan.t.exec(a.ns, 'ip', ['addr', 'add', '192.168.77.101/24', 'dev', eth]);
+  await Promise.all([lan.start(a), lan.start(b)]);
+  await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 30_000, 'b to reach a at its new LAN address');
+  const peer = (await lan.status(b)).peers[0];
+  assert.equal(peer.endpoint?.split(':')[0], '192.168.77.101');
+});

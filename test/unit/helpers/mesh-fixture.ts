@@ -1,0 +1,134 @@
+// A loopback mesh for the libp2p tests: real nodes on 127.0.0.1, real ledgers, fast timers.
+import '../../../src/util/polyfill.js';
+import { randomBytes } from 'node:crypto';
+import { generateKeyPair } from '@libp2p/crypto/keys';
+import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import type { PrivateKey } from '@libp2p/interface';
+import { Ledger, admit, foundNetwork, record } from '../../../src/discovery/ledger.js';
+import { createInvite, type Invite } from '../../../src/discovery/invite.js';
+import type { NetworkInfo } from '../../../src/discovery/records.js';
+import type { SignedEnvelope } from '../../../src/discovery/signed.js';
+import { createMeshNode, type MeshNode, type MeshLogger } from '../../../src/discovery/p2p.js';
+import { LedgerSync, type LedgerSyncOptions } from '../../../src/discovery/gossip.js';
+import { serveJoin, type JoinServer } from '../../../src/discovery/join.js';
+
+export const LOOPBACK = ['/ip4/127.0.0.1/tcp/0'];
+
+/** Timers short enough for tests, long enough not to spin. */
+export const FAST: LedgerSyncOptions = { meshIntervalMs: 100, yieldMs: 150, backoffMinMs: 100, backoffMaxMs: 1_000, dialTimeoutMs: 2_000, syncTimeoutMs: 5_000 };
+
+/** LOG=1 prints what the discovery layer logs. */
+export const testLog: MeshLogger | undefined = process.env.LOG
+  ? {
+      debug: (o, m) => console.error('debug', m, JSON.stringify(o)),
+      info: (o, m) => console.error('info', m, JSON.stringify(o)),
+      warn: (o, m) => console.error('warn', m, JSON.stringify(o)),
+      error: (o, m) => console.error('error', m, JSON.stringify(o)),
+    }
+  : undefined;
+
+export const newKey = (): Promise<PrivateKey> => generateKeyPair('Ed25519');
+export const idOf = (k: PrivateKey): string => peerIdFromPrivateKey(k).toString();
+export const wgKey = (): string => randomBytes(32).toString('base64');
+
+export interface Net {
+  network: NetworkInfo;
+  founderKey: PrivateKey;
+  /** genesis and the founder's admission */
+  base: SignedEnvelope[];
+}
+
+export async function newNet(name = 'testnet'): Promise<Net> {
+  const founderKey = await newKey();
+  const { network, events } = await foundNetwork(founderKey, { name, memberName: 'founder' }, Date.now());
+  return { network, founderKey, base: events };
+}
+
+export function invite(net: Net, opts: { uses?: number; bootstrap?: string[]; key?: PrivateKey } = {}): Promise<Invite> {
+  return createInvite(opts.key ?? net.founderKey, net.network, { uses: opts.uses ?? 1, bootstrap: opts.bootstrap ?? [] }, Date.now());
+}
+
+/** An admission of `key` by the founder, with a fresh invite. */
+export async function admission(net: Net, key: PrivateKey, name: string): Promise<SignedEnvelope> {
+  const inv = await invite(net, { uses: 1 });
+  return admit(net.founderKey, { network: net.network, member: idOf(key), name, invite: inv }, Date.now());
+}
+
+export function ledgerWith(net: Net, envs: readonly SignedEnvelope[]): Ledger {
+  const l = new Ledger(net.network);
+  for (const e of envs) if (l.add(e) === 'invalid') throw new Error('fixture envelope is invalid');
+  return l;
+}
+
+export interface Peer {
+  key: PrivateKey;
+  id: string;
+  name: string;
+  ledger: Ledger;
+  node: MeshNode;
+  sync: LedgerSync;
+  joins: JoinServer;
+  addrs: string[];
+  stop(): Promise<void>;
+}
+
+export interface PeerOptions {
+  bootstrap?: string[];
+  settleMs?: number;
+  /** Publish the member's own record at start (default true if it is a member). */
+  publishRecord?: boolean;
+  sync?: LedgerSyncOptions;
+  listen?: string[];
+}
+
+/** A member (or a would-be member) with its node, sync and join server running. */
+export async function startPeer(net: Net, key: PrivateKey, name: string, ledger: Ledger, opts: PeerOptions = {}): Promise<Peer> {
+  const node = await createMeshNode({
+    privateKey: key,
+    psk: net.network.psk,
+    listen: opts.listen ?? LOOPBACK,
+    bootstrap: opts.bootstrap,
+    gate: { allow: (peer) => !ledger.revoked(peer) },
+    logger: testLog,
+  });
+  const sync = new LedgerSync(node, ledger, net.network.id, { ...FAST, ...opts.sync, logger: testLog });
+  await sync.start();
+  const joins = await serveJoin(node, { ledger, admitterKey: key, sync, settleMs: opts.settleMs ?? 300, logger: testLog });
+  const addrs = node.getMultiaddrs().map(String);
+  const id = idOf(key);
+  if (opts.publishRecord ?? ledger.isMember(id)) {
+    await sync.publish(await selfRecord(net, key, name, addrs));
+  }
+  let stopped = false;
+  return {
+    key, id, name, ledger, node, sync, joins, addrs,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await joins.close();
+      await sync.stop();
+      await node.stop();
+    },
+  };
+}
+
+export function selfRecord(net: Net, key: PrivateKey, name: string, multiaddrs: string[], seq = Date.now()): Promise<SignedEnvelope> {
+  return record(key, { network: net.network, wgPublicKey: wgKey(), name, endpoints: ['127.0.0.1:51820'], multiaddrs, seq }, Date.now());
+}
+
+export function connected(a: Peer, b: Peer): boolean {
+  return a.node.getConnections().some((c) => c.remotePeer.toString() === b.id && c.status === 'open');
+}
+
+export async function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<number> {
+  const start = performance.now();
+  while (!cond()) {
+    if (performance.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return performance.now() - start;
+}
+
+export function ms(n: number): number {
+  return Math.round(n);
+}

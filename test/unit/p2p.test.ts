@@ -1,0 +1,239 @@
+// The libp2p layer on loopback: pnet sealing, full mesh from member records, gossip, anti-entropy,
+// hanging up on revoked members, and the sync protocol's refusal and bounds.
+import '../../src/util/polyfill.js';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
+import type { Libp2p } from 'libp2p';
+import { peerIdFromString } from '@libp2p/peer-id';
+import { lpStream } from '@libp2p/utils';
+import { grant, revoke } from '../../src/discovery/ledger.js';
+import { createMeshNode, dialOrder, isLoopbackAddr, mdnsServiceTag, swarmKey } from '../../src/discovery/p2p.js';
+import { ledgerTopic, syncProtocol, type SyncResult } from '../../src/discovery/gossip.js';
+import type { SignedEnvelope } from '../../src/discovery/signed.js';
+import {
+  LOOPBACK, admission, connected, idOf, ledgerWith, ms, newKey, newNet, selfRecord, startPeer, waitFor, type Peer,
+} from './helpers/mesh-fixture.js';
+
+const figures: Record<string, number> = {};
+process.on('exit', () => console.log('# figures (ms, loopback):', JSON.stringify(figures)));
+
+/**
+ * True if a dial ends without a connection. The remote gate denies after encryption: the dialler
+ * may see its dial resolve (its side finished the upgrade) and the connection torn down right after.
+ */
+async function dialDenied(node: Libp2p, addr: Multiaddr): Promise<boolean> {
+  try {
+    const conn = await node.dial(addr, { signal: AbortSignal.timeout(3_000) });
+    await waitFor(() => conn.status !== 'open', 2_000, 'the remote to tear the connection down');
+  } catch (err) {
+    if ((err as Error).message.startsWith('timed out after')) return false;
+  }
+  const peer = addr.getComponents().filter((c) => c.name === 'p2p').pop()?.value;
+  return !node.getConnections().some((c) => c.remotePeer.toString() === peer && c.status === 'open');
+}
+
+test('swarm key file format and mDNS tag', () => {
+  const psk = 'ab'.repeat(32);
+  assert.equal(new TextDecoder().decode(swarmKey(psk)), `/key/swarm/psk/1.0.0/\n/base16/\n${psk}`);
+  assert.throws(() => swarmKey('xyz'), /64 lower-case hex/);
+  assert.match(mdnsServiceTag(psk), /^_meshd-[0-9a-f]{16}\._udp\.local$/);
+  assert.notEqual(mdnsServiceTag(psk), mdnsServiceTag('cd'.repeat(32)));
+  assert.ok(!mdnsServiceTag(psk).includes(psk.slice(0, 16)));
+  assert.ok(isLoopbackAddr('/ip4/127.0.0.1/tcp/4001') && isLoopbackAddr('/ip6/::1/tcp/4001'));
+  assert.ok(!isLoopbackAddr('/ip4/192.168.1.2/tcp/4001') && !isLoopbackAddr('garbage'));
+  assert.deepEqual(dialOrder(['/ip4/127.0.0.1/tcp/1', '/ip4/10.1.1.1/tcp/1', '/ip6/::1/tcp/1']), ['/ip4/10.1.1.1/tcp/1', '/ip4/127.0.0.1/tcp/1', '/ip6/::1/tcp/1']);
+});
+
+test('two nodes with the same psk connect; a node with another psk cannot', async (t) => {
+  const psk = randomBytes(32).toString('hex');
+  const gate = { allow: () => true };
+  const a = await createMeshNode({ privateKey: await newKey(), psk, listen: LOOPBACK, gate });
+  t.after(() => a.stop());
+  const b = await createMeshNode({ privateKey: await newKey(), psk, listen: LOOPBACK, gate });
+  t.after(() => b.stop());
+  const other = await createMeshNode({ privateKey: await newKey(), psk: randomBytes(32).toString('hex'), listen: LOOPBACK, gate });
+  t.after(() => other.stop());
+
+  const t0 = performance.now();
+  await b.dial(a.getMultiaddrs()[0]);
+  figures.connect = ms(performance.now() - t0);
+  const rtt = await b.services.ping.ping(a.peerId);
+  assert.ok(rtt >= 0);
+
+  const t1 = performance.now();
+  await assert.rejects(other.dial(a.getMultiaddrs()[0], { signal: AbortSignal.timeout(3_000) }));
+  figures.wrongPskFails = ms(performance.now() - t1);
+  assert.equal(other.getConnections().length, 0);
+  assert.equal(a.getConnections(other.peerId).length, 0);
+});
+
+test('the gate refuses a denied peer on inbound and outbound connections', async (t) => {
+  const psk = randomBytes(32).toString('hex');
+  const [ka, kb] = [await newKey(), await newKey()];
+  const denied = new Set([idOf(kb)]);
+  const a = await createMeshNode({ privateKey: ka, psk, listen: LOOPBACK, gate: { allow: (p) => !denied.has(p) } });
+  t.after(() => a.stop());
+  const b = await createMeshNode({ privateKey: kb, psk, listen: LOOPBACK, gate: { allow: () => true } });
+  t.after(() => b.stop());
+  // inbound at a: b dials, a's gate refuses once the connection is encrypted
+  assert.ok(await dialDenied(b, a.getMultiaddrs()[0]), 'a refuses b inbound');
+  // outbound from a: a refuses to dial b at all
+  await assert.rejects(a.dial(b.getMultiaddrs()[0], { signal: AbortSignal.timeout(3_000) }), /gater/);
+  assert.equal(a.getConnections().length, 0);
+  denied.clear();
+  await b.dial(a.getMultiaddrs()[0]); // the gate is consulted live
+  await waitFor(() => a.getConnections(b.peerId).length === 1, 2_000, 'a to accept b once allowed');
+});
+
+/** A, B, C members (C admitted, no records known yet); A founder. */
+async function threeMembers() {
+  const net = await newNet();
+  const [kb, kc] = [await newKey(), await newKey()];
+  const events = [...net.base, await admission(net, kb, 'node-b'), await admission(net, kc, 'node-c')];
+  return { net, kb, kc, events };
+}
+
+test('full mesh from records, gossip to every member, anti-entropy after an absence', async (t) => {
+  const { net, kb, kc, events } = await threeMembers();
+  const peers: Peer[] = [];
+  t.after(() => Promise.all(peers.map((p) => p.stop())));
+
+  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, events));
+  peers.push(a);
+  const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { bootstrap: a.addrs });
+  peers.push(b);
+  await waitFor(() => a.ledger.recordOf(b.id) !== null, 5_000, "A to learn B's record");
+
+  // C knows only A. It must end up connected to B: it learns B's record from A (anti-entropy)
+  // and dials it, or B learns C's record and dials C.
+  const t0 = performance.now();
+  const c = await startPeer(net, kc, 'node-c', ledgerWith(net, events), { bootstrap: [a.addrs[0]] });
+  peers.push(c);
+  await waitFor(() => connected(c, a), 5_000, 'C connected to A');
+  figures.bootstrapConnect = ms(performance.now() - t0);
+  await waitFor(() => c.ledger.recordOf(b.id) !== null, 5_000, "C to learn B's record");
+  figures.firstSync = ms(performance.now() - t0);
+  await waitFor(() => connected(c, b) && connected(b, c), 8_000, 'C and B connected (full mesh via records)');
+  figures.fullMesh = ms(performance.now() - t0);
+  // One connection per pair: the smaller peer id dials, the larger waits.
+  await new Promise((r) => setTimeout(r, 400));
+  for (const [x, y] of [[a, b], [a, c], [b, c]] as const) {
+    assert.equal(x.node.getConnections(y.node.peerId).length, 1, `${x.name}-${y.name} have one connection`);
+  }
+  for (const p of peers) assert.equal(p.ledger.digest(), a.ledger.digest(), `${p.name} converged`);
+
+  // Gossip: an envelope published at A reaches C by gossip (not by a sync).
+  await waitFor(() => a.node.services.pubsub.getSubscribers(ledgerTopic(net.network.id)).some((p) => p.toString() === c.id), 5_000, 'C subscribed at A');
+  const seen = new Promise<{ env: SignedEnvelope; via: string; at: number }>((resolve) => {
+    c.sync.onEnvelope((env, from) => resolve({ env, via: from.via, at: performance.now() }));
+  });
+  const g = await grant(net.founderKey, { network: net.network, member: b.id }, Date.now());
+  const t1 = performance.now();
+  const recipients = await a.sync.publish(g);
+  assert.equal(recipients, 2, 'floodPublish sends to both members at once');
+  const got = await seen;
+  figures.gossip = ms(got.at - t1);
+  assert.equal(got.via, 'gossip');
+  assert.deepEqual(got.env, g);
+  assert.ok(c.ledger.isAdmin(b.id));
+  await waitFor(() => b.ledger.isAdmin(b.id), 2_000, 'B to get the grant too');
+
+  // Anti-entropy: B goes away; A learns new events (published while B is offline); B comes back
+  // with its old ledger and gets them on reconnection.
+  const bLedger = b.ledger;
+  await b.stop();
+  await waitFor(() => !connected(a, b) && !connected(c, b), 5_000, 'B gone');
+  const kd = await newKey();
+  const late = [await admission(net, kd, 'node-d'), await selfRecord(net, net.founderKey, 'founder', a.addrs)];
+  for (const e of late) await a.sync.publish(e);
+  assert.ok(!bLedger.isMember(idOf(kd)));
+  const t2 = performance.now();
+  const b2 = await startPeer(net, kb, 'node-b', bLedger, { bootstrap: [a.addrs[0]], publishRecord: false, listen: LOOPBACK });
+  peers.push(b2);
+  await waitFor(() => bLedger.isMember(idOf(kd)) && bLedger.digest() === a.ledger.digest(), 5_000, 'B to catch up by anti-entropy');
+  figures.antiEntropyCatchUp = ms(performance.now() - t2);
+  // B's new addresses reach A and C; C reconnects to B through B's new record.
+  await b2.sync.publish(await selfRecord(net, kb, 'node-b', b2.addrs));
+  await waitFor(() => connected(c, b2), 8_000, 'C reconnected to B at its new address');
+});
+
+test('a revoked member is hung up on and cannot come back', async (t) => {
+  const { net, kb, kc, events } = await threeMembers();
+  const peers: Peer[] = [];
+  t.after(() => Promise.all(peers.map((p) => p.stop())));
+  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, events));
+  peers.push(a);
+  const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { bootstrap: a.addrs });
+  peers.push(b);
+  const c = await startPeer(net, kc, 'node-c', ledgerWith(net, events), { bootstrap: a.addrs });
+  peers.push(c);
+  await waitFor(() => connected(b, c) && connected(a, b) && connected(a, c), 8_000, 'full mesh of three');
+
+  const kick = await revoke(net.founderKey, { network: net.network, member: c.id, reason: 'kick' }, Date.now());
+  const t0 = performance.now();
+  await a.sync.publish(kick);
+  await waitFor(() => !connected(a, c) && !connected(b, c), 5_000, 'A and B to hang up on C');
+  figures.hangUpRevoked = ms(performance.now() - t0);
+  assert.ok(b.ledger.revoked(c.id));
+  // C still has its old ledger (it may or may not have learned of the kick): it cannot reconnect.
+  assert.ok(await dialDenied(c.node, multiaddr(a.addrs[0])), 'A refuses C');
+  assert.ok(await dialDenied(c.node, multiaddr(b.addrs[0])), 'B refuses C');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(!connected(a, c) && !connected(b, c));
+});
+
+test('sync: a non-member gets nothing, its envelopes are still read; garbage is survived', async (t) => {
+  const { net, kb, events } = await threeMembers();
+  const peers: Peer[] = [];
+  t.after(() => Promise.all(peers.map((p) => p.stop())));
+  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, events));
+  peers.push(a);
+  // A stranger with the psk (it has an invite, say) but not admitted.
+  const ks = await newKey();
+  const s = await startPeer(net, ks, 'stranger', ledgerWith(net, net.base), { bootstrap: a.addrs, publishRecord: false });
+  peers.push(s);
+  await waitFor(() => connected(s, a), 5_000, 'stranger connected');
+  const r: SyncResult = await s.sync.syncWith(a.id);
+  assert.equal(r.refused, true, 'A refuses to send its ledger to a non-member');
+  assert.equal(r.received, 0);
+  assert.ok(!s.ledger.isMember(idOf(kb)) && s.ledger.members().length === 1, 'the stranger learned nothing');
+  // ...but A read the stranger's envelopes (the same as gossip would have delivered).
+  const rec = await selfRecord(net, ks, 'stranger', s.addrs);
+  s.ledger.add(rec);
+  await s.sync.syncWith(a.id);
+  await waitFor(() => a.ledger.recordOf(s.id) !== null, 2_000, "A to read the stranger's record");
+
+  // Hostile sync streams: garbage, a huge length prefix, an absurd count. A survives all three.
+  const proto = syncProtocol(net.network.id);
+  const attempts: Array<(lp: ReturnType<typeof lpStream>) => Promise<void>> = [
+    async (lp) => lp.write(new TextEncoder().encode('not json at all')),
+    async (lp) => { lp.unwrap().send(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0x0f])); }, // varint: 4 GiB
+    async (lp) => lp.write(new TextEncoder().encode(JSON.stringify({ v: 1, digest: '0'.repeat(64), count: 1e9, send: true }))),
+  ];
+  for (const attack of attempts) {
+    const stream = await s.node.dialProtocol(peerIdFromString(a.id), proto);
+    const lp = lpStream(stream);
+    await attack(lp);
+    // A answers with its hello (or nothing) and drops the stream; it must not crash.
+    await Promise.race([(async () => { try { for await (const _ of stream) { /* drain */ } } catch { /* reset */ } })(), new Promise((r) => setTimeout(r, 1_000))]);
+    stream.abort(new Error('done'));
+  }
+  assert.ok(a.node.status === 'started');
+  const ok = await s.sync.syncWith(a.id);
+  assert.equal(ok.refused, true, 'A still serves syncs');
+});
+
+test('a peer that stays a non-member is hung up on after the grace period', async (t) => {
+  const net = await newNet();
+  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, net.base), { sync: { nonMemberGraceMs: 300 } });
+  t.after(() => a.stop());
+  const ks = await newKey();
+  const s = await startPeer(net, ks, 'stranger', ledgerWith(net, net.base), { bootstrap: a.addrs, publishRecord: false });
+  t.after(() => s.stop());
+  await waitFor(() => connected(a, s), 5_000, 'stranger connected');
+  await new Promise((r) => setTimeout(r, 150));
+  assert.ok(connected(a, s), 'still connected within the grace period');
+  await waitFor(() => !connected(a, s), 2_000, 'A to hang up on the stranger');
+});

@@ -1,0 +1,75 @@
+// The TUN device, end to end against the kernel. Creating interfaces happens only inside a network
+// namespace made for this test (helpers/tun-child.js runs there), so nothing touches the host's
+// network; the namespace is removed afterwards, also after a failure.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { HEADROOM } from '../../src/wg/batch.js';
+import { openTun } from '../../src/wg/tun.js';
+
+const CHILD = fileURLToPath(new URL('./helpers/tun-child.js', import.meta.url));
+
+function cannotRun(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun';
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'ignore' });
+  } catch {
+    return 'needs iproute2';
+  }
+  return false;
+}
+
+test('bad arguments fail before any interface exists', () => {
+  assert.throws(() => openTun('mdt-name-too-long-for-linux'), /1-15 characters/);
+  assert.throws(() => openTun('mdt:0'), /invalid interface name/);
+  assert.throws(() => openTun('mdtx', { mtu: 100 }), /MTU must be between/);
+});
+
+test('a TUN in a private namespace: MTU, batch at HEADROOM, ping answered through it, clean close', { skip: cannotRun() }, async (t) => {
+  const ns = `mdt-${randomBytes(4).toString('hex')}`;
+  execFileSync('ip', ['netns', 'add', ns]);
+  let childPid: number | undefined;
+  t.after(() => {
+    if (childPid !== undefined) {
+      try {
+        process.kill(childPid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    execFileSync('ip', ['netns', 'del', ns]);
+  });
+
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CHILD], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MDT_NETNS: ns },
+  });
+  childPid = child.pid;
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (err += d));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
+  clearTimeout(timer);
+  childPid = undefined;
+
+  // killed by the timer = the child hung (e.g. a poller kept its event loop alive after close)
+  assert.equal(signal, null, `child killed (hung?); stderr: ${err}`);
+  const r = JSON.parse(out.trim().split('\n').pop() ?? '{}');
+  assert.equal(r.error, undefined, `child failed: ${r.error} ${err}`);
+  assert.match(r.link, /\bmtu 1420\b/);
+  assert.match(r.link, /\bqlen 1000\b/);
+  assert.equal(r.mtu, 1420);
+  assert.equal(r.busyCode, 'EBUSY');
+  assert.ok(r.requests >= 3, `echo requests read from the TUN: ${r.requests}`);
+  assert.ok(r.offsets.length > 0 && r.offsets.every((o: number) => o === HEADROOM), 'packets land at HEADROOM');
+  assert.equal(r.ping, true, 'ping got the replies written into the TUN');
+  assert.equal(r.removedOnClose, true, 'close() removes the interface');
+  assert.ok(r.cpuAfterDeleteMs >= 0 && r.cpuAfterDeleteMs < 100, `reader spun after its interface was deleted: ${r.cpuAfterDeleteMs} ms CPU in 300 ms`);
+  assert.equal(code, 0);
+});
