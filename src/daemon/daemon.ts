@@ -435,11 +435,13 @@ export class Daemon {
       this.meshIp = ip;
       this.log.info({ meshIp: ip }, 'mesh address assigned');
     }
-    // Hang up on members that are gone.
-    for (const conn of this.node?.getConnections() ?? []) {
-      const id = conn.remotePeer.toString();
-      if (ledger.revoked(id)) await conn.close().catch(() => {});
-    }
+    // Hang up on members that are gone, after a moment so that the revocation reaches them too.
+    const node = this.node;
+    setTimeout(() => {
+      for (const conn of node?.getConnections() ?? []) {
+        if (this.ledger?.revoked(conn.remotePeer.toString())) void conn.close().catch(() => {});
+      }
+    }, 2000).unref();
     const desired = ledger.members()
       .filter((m) => m.peerId !== this.peerId && m.record)
       .map((m) => ({ wgPublicKey: m.record!.wgPublicKey, meshIp: m.meshIp, endpoints: [...m.record!.endpoints] }));

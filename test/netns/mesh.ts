@@ -48,7 +48,8 @@ export class Lan {
     node.proc = this.t.spawn(node.ns, process.execPath, [MESHD, '--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name], { LOG_LEVEL: 'warn', ...env });
     this.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
     const proc = node.proc;
-    await waitFor(() => existsSync(join(node.stateDir, 'meshd.sock')) || !proc.alive(), 15_000, `daemon ${node.name}`);
+    // The socket file may be a stale one of a killed daemon: wait until the new daemon answers.
+    await waitFor(async () => !proc.alive() || (existsSync(join(node.stateDir, 'meshd.sock')) && (await this.status(node).then(() => true, () => false))), 20_000, `daemon ${node.name}`);
     if (!proc.alive()) throw new Error(`daemon ${node.name} exited: ${proc.output()}`);
   }
 
