@@ -1,9 +1,11 @@
-// Network namespaces for integration tests: every namespace, link and interface carries this
-// run's unique prefix, every process is ours and stopped by PID, and everything is removed when
-// the test ends, also after a failure or a signal. Traffic stays inside the namespaces.
+// Network namespaces for integration tests. Every namespace, link and interface carries this
+// run's unique prefix; every process is ours and is stopped by its PID; everything is removed when
+// the test ends, also after a failure, a timeout or a signal. Traffic stays inside the namespaces
+// we create: the host namespace gets no address, route or link.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -13,31 +15,53 @@ const run = promisify(execFile);
 /** The repository root (dist/test/netns/ -> ../../..). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const MESHD = join(ROOT, 'dist', 'cmd', 'meshd.js');
+/** Shared by every namespace: interface names must be unique machine-wide, not per namespace. */
 const UAPI_DIR = '/var/run/wireguard';
+
+/**
+ * The WireGuard implementations a test can put on either end: how to start one in the foreground
+ * on interface `ifname`. Every one of them serves the UAPI at /var/run/wireguard/<ifname>.sock.
+ */
+const IMPLS = {
+  'wireguard-go': (ifname: string) => ({ cmd: 'wireguard-go', args: ['-f', ifname], env: {} }),
+  meshd: (ifname: string) => ({ cmd: process.execPath, args: [MESHD, 'engine', ifname], env: { MESHD_DATAPATH: 'native' } }),
+  'meshd-reference': (ifname: string) => ({ cmd: process.execPath, args: [MESHD, 'engine', ifname], env: { MESHD_DATAPATH: 'reference' } }),
+} satisfies Record<string, (ifname: string) => { cmd: string; args: string[]; env: NodeJS.ProcessEnv }>;
+export type Impl = keyof typeof IMPLS;
 
 export interface Proc {
   readonly pid: number;
   readonly child: ChildProcess;
+  /** stdout and stderr so far, interleaved. */
   output(): string;
   alive(): boolean;
+  /** SIGTERM (or `signal`), SIGKILL after 3 s; resolves once the process has exited. */
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
+// Topologies not yet cleaned up. The handlers below are the last resort when a test never got to
+// its own cleanup (a crash, `process.exit`, Ctrl-C): they run synchronously, so they SIGKILL.
 const live = new Set<Topology>();
-function cleanupAllSync(): void {
+process.on('exit', () => {
   for (const t of live) t.cleanupSync();
+});
+for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+  process.on(sig, () => process.exit(code)); // exit runs the 'exit' handler above
 }
-process.on('exit', cleanupAllSync);
-for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(sig, () => {
-    cleanupAllSync();
-    process.exit(130);
-  });
+
+/** A prefix no namespace and no UAPI socket on this machine starts with (other runs may be live). */
+function freshPrefix(): string {
+  const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }).split('\n').map((l) => l.split(' ')[0]);
+  const sockets = existsSync(UAPI_DIR) ? readdirSync(UAPI_DIR) : [];
+  for (;;) {
+    const p = `md${randomBytes(2).toString('hex')}`;
+    if (![...netns, ...sockets].some((n) => n.startsWith(p))) return p;
+  }
 }
 
 export class Topology {
   /** e.g. "md3fa2": short, since interface names are limited to 15 characters. */
-  readonly prefix = `md${randomBytes(2).toString('hex')}`;
+  readonly prefix = freshPrefix();
   private readonly namespaces: string[] = [];
   private readonly procs: Proc[] = [];
   private readonly sockets: string[] = [];
@@ -46,9 +70,10 @@ export class Topology {
     live.add(this);
   }
 
+  /** This run's name for `suffix` (namespaces, links, interfaces). */
   name(suffix: string): string {
     const n = `${this.prefix}${suffix}`;
-    if (n.length > 15) throw new Error(`name too long: ${n}`);
+    if (n.length > 15) throw new Error(`name too long for an interface: ${n}`);
     return n;
   }
 
@@ -60,22 +85,29 @@ export class Topology {
     return ns;
   }
 
-  /** A veth pair between two namespaces with addresses (CIDR) on each end, brought up. */
+  /**
+   * A veth pair between two of our namespaces, with an address (CIDR) on each end, brought up.
+   * Both ends are created directly inside their namespaces, never in the host's.
+   */
   async link(nsA: string, ifA: string, addrA: string, nsB: string, ifB: string, addrB: string): Promise<void> {
     const a = this.name(ifA);
     const b = this.name(ifB);
     await run('ip', ['link', 'add', a, 'netns', nsA, 'type', 'veth', 'peer', 'name', b, 'netns', nsB]);
     for (const [ns, dev, addr] of [[nsA, a, addrA], [nsB, b, addrB]]) {
-      await this.exec(ns, 'ip', ['addr', 'add', addr, 'dev', dev, ...(addr.includes(':') ? ['nodad'] : [])]);
+      await this.exec(ns, 'ip', ['addr', 'add', addr, 'dev', dev, ...nodad(addr)]);
       await this.exec(ns, 'ip', ['link', 'set', dev, 'up']);
     }
   }
 
+  /** Runs a command to completion inside a namespace; rejects on a non-zero exit (err.stdout kept). */
   exec(ns: string, cmd: string, args: string[], opts: { timeout?: number; env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
-    return run('ip', ['netns', 'exec', ns, cmd, ...args], { timeout: opts.timeout ?? 30_000, env: opts.env ?? process.env, maxBuffer: 16 << 20 });
+    return run('ip', ['netns', 'exec', ns, cmd, ...args], { timeout: opts.timeout ?? 30_000, env: { ...process.env, ...opts.env }, maxBuffer: 16 << 20 });
   }
 
-  /** Starts a long-running process in a namespace; `ip netns exec` execs, so the PID is the process's. */
+  /**
+   * Starts a long-running process inside a namespace. `ip netns exec` execs the command, so the
+   * child's PID is the command's own: that PID is what cleanup kills, and nothing else.
+   */
   spawn(ns: string, cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Proc {
     const child = spawn('ip', ['netns', 'exec', ns, cmd, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -103,24 +135,26 @@ export class Topology {
   /** Starts a WireGuard implementation on interface `ifname` and waits for its UAPI socket. */
   async startWireguard(ns: string, ifname: string, impl: Impl, env: NodeJS.ProcessEnv = {}): Promise<Proc> {
     const sock = join(UAPI_DIR, `${ifname}.sock`);
-    this.sockets.push(sock);
-    const [cmd, args, extraEnv] = IMPLS[impl](ifname);
-    const proc = this.spawn(ns, cmd, args, { LOG_LEVEL: 'error', ...extraEnv, ...env });
+    this.trackSocket(sock);
+    const { cmd, args, env: implEnv } = IMPLS[impl](ifname);
+    const proc = this.spawn(ns, cmd, args, { LOG_LEVEL: 'error', ...implEnv, ...env });
     await waitFor(() => existsSync(sock) || !proc.alive(), 10_000, `${impl} socket for ${ifname}`);
     if (!proc.alive()) throw new Error(`${impl} exited: ${proc.output()}`);
     return proc;
   }
 
-  /** Removes this socket file on cleanup (UAPI sockets outlive a daemon killed with -9). */
+  /** Removes this socket file on cleanup (UAPI sockets outlive a daemon killed with SIGKILL). */
   trackSocket(path: string): void {
     if (!this.sockets.includes(path)) this.sockets.push(path);
   }
 
+  /** Stops our processes gracefully (so daemons remove their own interfaces), then cleanupSync. */
   async cleanup(): Promise<void> {
-    for (const p of this.procs) await p.kill();
+    await Promise.all(this.procs.map((p) => p.kill()));
     this.cleanupSync();
   }
 
+  /** SIGKILLs whatever of ours still runs, deletes our namespaces and sockets. Idempotent. */
   cleanupSync(): void {
     for (const p of this.procs) if (p.alive()) p.child.kill('SIGKILL');
     for (const ns of this.namespaces.splice(0)) {
@@ -135,13 +169,10 @@ export class Topology {
   }
 }
 
-export type Impl = 'meshd' | 'meshd-reference' | 'wireguard-go';
-
-const IMPLS: Record<Impl, (ifname: string) => [string, string[], NodeJS.ProcessEnv]> = {
-  meshd: (i) => [process.execPath, [MESHD, 'engine', i], { MESHD_DATAPATH: 'native' }],
-  'meshd-reference': (i) => [process.execPath, [MESHD, 'engine', i], { MESHD_DATAPATH: 'reference' }],
-  'wireguard-go': (i) => ['wireguard-go', ['-f', i], {}],
-};
+/** IPv6 addresses skip duplicate address detection, which would hold them unusable for ~2 s. */
+function nodad(addr: string): string[] {
+  return addr.includes(':') ? ['nodad'] : [];
+}
 
 export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -155,25 +186,45 @@ export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: n
 export interface PingResult {
   transmitted: number;
   received: number;
+  /** Average RTT in ms; NaN when nothing came back. */
   avgMs: number;
 }
 
+/**
+ * `ping` from namespace `ns`: count probes `interval` s apart, each waiting up to `wait` s for its
+ * answer; `size` is the ICMP payload (default 56). Never rejects: a dead tunnel is 0 received.
+ */
 export async function ping(t: Topology, ns: string, dst: string, opts: { count?: number; interval?: number; wait?: number; size?: number } = {}): Promise<PingResult> {
-  const args = ['-n', '-q', '-c', String(opts.count ?? 3), '-i', String(opts.interval ?? 0.2), '-W', String(opts.wait ?? 2)];
+  const count = opts.count ?? 3;
+  const interval = opts.interval ?? 0.2;
+  const wait = opts.wait ?? 2;
+  const args = ['-n', '-q', '-c', String(count), '-i', String(interval), '-W', String(wait)];
   if (opts.size !== undefined) args.push('-s', String(opts.size));
   let stdout = '';
   try {
-    ({ stdout } = await t.exec(ns, 'ping', [...args, dst]));
+    ({ stdout } = await t.exec(ns, 'ping', [...args, dst], { timeout: (count * interval + wait + 10) * 1000 }));
   } catch (err) {
-    stdout = (err as { stdout?: string }).stdout ?? '';
+    stdout = (err as { stdout?: string }).stdout ?? ''; // exit 1: some or all probes unanswered
   }
   const m = /(\d+) packets transmitted, (\d+) received/.exec(stdout);
   const rtt = /= [\d.]+\/([\d.]+)\//.exec(stdout);
   return { transmitted: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0), avgMs: Number(rtt?.[1] ?? NaN) };
 }
 
-/** `wg show <if> dump` parsed: one entry per peer. */
-export async function wgDump(t: Topology, ns: string, ifname: string): Promise<{ publicKey: string; endpoint: string; latestHandshake: number; rx: number; tx: number; allowedIps: string }[]> {
+export interface PeerState {
+  publicKey: string;
+  /** "ip:port", "[ip6]:port", or "(none)". */
+  endpoint: string;
+  allowedIps: string;
+  /** Seconds since the epoch; 0 = never. */
+  latestHandshake: number;
+  /** Bytes as `wg show transfer` reports them. */
+  rx: number;
+  tx: number;
+}
+
+/** `wg show <if> dump` parsed: one entry per peer (the interface line is skipped). */
+export async function wgDump(t: Topology, ns: string, ifname: string): Promise<PeerState[]> {
   const { stdout } = await t.exec(ns, 'wg', ['show', ifname, 'dump']);
   return stdout.trim().split('\n').slice(1).filter(Boolean).map((line) => {
     const f = line.split('\t');
@@ -195,10 +246,11 @@ export interface WgPeer {
   keepalive?: number;
 }
 
-/** Configures an interface with `wg set` (keys through 0600 temp files, as wg wants) and `ip`. */
+/**
+ * Configures an interface exactly as one would by hand: `wg set` (keys through 0600 temp files,
+ * since wg reads keys only from files), then `ip addr` (comma-separated CIDRs) and `ip link up`.
+ */
 export async function wgSetup(t: Topology, ns: string, ifname: string, cfg: { priv: string; port: number; address?: string; peers: WgPeer[] }): Promise<void> {
-  const { mkdtempSync, writeFileSync } = await import('node:fs');
-  const { tmpdir } = await import('node:os');
   const dir = mkdtempSync(join(tmpdir(), 'meshd-wg-'));
   try {
     const keyFile = join(dir, 'key');
@@ -218,10 +270,8 @@ export async function wgSetup(t: Topology, ns: string, ifname: string, cfg: { pr
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
-  if (cfg.address) {
-    for (const a of cfg.address.split(',')) {
-      await t.exec(ns, 'ip', ['addr', 'add', a, 'dev', ifname, ...(a.includes(':') ? ['nodad'] : [])]);
-    }
+  for (const a of cfg.address?.split(',') ?? []) {
+    await t.exec(ns, 'ip', ['addr', 'add', a, 'dev', ifname, ...nodad(a)]);
   }
   await t.exec(ns, 'ip', ['link', 'set', ifname, 'up']);
 }

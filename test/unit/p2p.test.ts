@@ -27,8 +27,8 @@ async function dialDenied(node: Libp2p, addr: Multiaddr): Promise<boolean> {
   try {
     const conn = await node.dial(addr, { signal: AbortSignal.timeout(3_000) });
     await waitFor(() => conn.status !== 'open', 2_000, 'the remote to tear the connection down');
-  } catch (err) {
-    if ((err as Error).message.startsWith('timed out after')) return false;
+  } catch {
+    // refused, reset or timed out under load: what counts is that no connection is open below
   }
   const peer = addr.getComponents().filter((c) => c.name === 'p2p').pop()?.value;
   return !node.getConnections().some((c) => c.remotePeer.toString() === peer && c.status === 'open');

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# mesh.sh -- how fast the mesh forms: N meshd daemons in namespaces on one LAN bridge; one runs
+# `meshd init`, the others join one after another with invites. Reports, per size N:
+#   * join -> first ping: from starting `meshd join` to the first ping answered by the founder
+#     (median and max over the joins)
+#   * full mesh: from the end of the last join until every node has a WireGuard handshake with every
+#     other node (driven by one ping per pair, as traffic would)
+#   * RSS per idle daemon (median and max, MB)
+# Targets (issue 3): first ping under 2 s on a LAN, full mesh of 10 within 10 s, RSS under 120 MB.
+# Knobs: SIZES="5 10". Root; a built tree (npm run build). Cleans up via trap.
+set -Eeuo pipefail
+cd "$(dirname "$0")/.."
+SIZES=${SIZES:-"5 10"}
+[ "$(id -u)" = 0 ] || { echo "mesh.sh: run as root" >&2; exit 1; }
+[ -f dist/cmd/meshd.js ] || { echo "mesh.sh: not built (npm run build)" >&2; exit 1; }
+
+P="mm$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
+STATE=$(mktemp -d /tmp/meshd-bench-mesh.XXXXXX)
+PIDS=()
+N=0
+teardown() {
+  set +e
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  sleep 0.5
+  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  PIDS=()
+  for i in $(seq "$N"); do ip netns del "$P-$i" 2>/dev/null; rm -f "/var/run/wireguard/${P}m$i.sock"; done
+  ip netns del "$P-lan" 2>/dev/null
+  rm -rf "${STATE:?}"/*
+  set -e
+}
+trap 'teardown; rm -rf "$STATE"' EXIT
+
+ms() { date +%s%3N; }
+meshd() { local i=$1; shift; ip netns exec "$P-$i" node dist/cmd/meshd.js --state-dir "$STATE/n$i" "$@"; }
+median() { sort -n | awk '{a[NR]=$1} END{ if (NR==0) print "-"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) }'; }
+
+run() {
+  N=$1
+  ip netns add "$P-lan"
+  ip -n "$P-lan" link add br0 type bridge
+  ip -n "$P-lan" link set br0 up
+  for i in $(seq "$N"); do
+    ip netns add "$P-$i"
+    ip -n "$P-$i" link set lo up
+    ip link add "${P}e$i" netns "$P-$i" type veth peer name "${P}p$i" netns "$P-lan"
+    ip -n "$P-lan" link set "${P}p$i" master br0 up
+    ip -n "$P-$i" addr add "192.168.60.$i/24" dev "${P}e$i"
+    ip -n "$P-$i" link set "${P}e$i" up
+    LOG_LEVEL=warn ip netns exec "$P-$i" node dist/cmd/meshd.js --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" >/dev/null 2>&1 & PIDS+=($!)
+  done
+  for i in $(seq "$N"); do for _ in $(seq 200); do meshd "$i" status >/dev/null 2>&1 && break; sleep 0.1; done; done
+  meshd 1 init >/dev/null
+  local firsts=() t0 t1
+  for i in $(seq 2 "$N"); do
+    token=$(meshd 1 invite)
+    t0=$(ms)
+    meshd "$i" join "$token" >/dev/null
+    for _ in $(seq 100); do ip netns exec "$P-$i" ping -c1 -W1 10.0.0.1 >/dev/null 2>&1 && break; done
+    t1=$(ms)
+    firsts+=($((t1 - t0)))
+  done
+  t0=$(ms)
+  local done_=0
+  for _ in $(seq 120); do
+    done_=1
+    for i in $(seq "$N"); do
+      local have
+      have=$(meshd "$i" status --json | jq '[.peers[] | select(.lastHandshake != null)] | length')
+      if [ "$have" -lt $((N - 1)) ]; then
+        done_=0
+        for ip in $(meshd "$i" status --json | jq -r '.peers[] | select(.lastHandshake == null) | .meshIp'); do
+          ip netns exec "$P-$i" ping -c1 -W1 "$ip" >/dev/null 2>&1 &
+        done
+      fi
+    done
+    [ $done_ = 1 ] && break
+    sleep 0.25
+  done
+  wait 2>/dev/null || true
+  t1=$(ms)
+  sleep 3
+  local rss=()
+  for pid in "${PIDS[@]}"; do
+    child=$(pgrep -P "$pid" | head -1 || true)
+    p=${child:-$pid}
+    rss+=($(awk '/VmRSS/{printf "%.0f", $2/1024}' "/proc/$p/status" 2>/dev/null || echo 0))
+  done
+  printf '%-4s %22s %18s %20s %16s\n' "$N" \
+    "$(printf '%s\n' "${firsts[@]}" | median) / $(printf '%s\n' "${firsts[@]}" | sort -n | tail -1)" \
+    "$([ $done_ = 1 ] && echo $((t1 - t0)) || echo 'not reached')" \
+    "$(printf '%s\n' "${rss[@]}" | median) / $(printf '%s\n' "${rss[@]}" | sort -n | tail -1)" "$N x $(printf '%s\n' "${rss[@]}" | median)"
+  teardown
+}
+
+printf '%-4s %22s %18s %20s %16s\n' N "join->ping ms med/max" "full mesh ms" "RSS MB med/max" "total"
+for n in $SIZES; do run "$n"; done
