@@ -77,7 +77,6 @@ run() {
     [ $done_ = 1 ] && break
     sleep 0.25
   done
-  wait 2>/dev/null || true
   t1=$(ms)
   sleep 3
   local rss=()

@@ -1,6 +1,5 @@
 // `meshd daemon`: runs the node in the foreground (what the systemd unit starts).
 import { Command, Option } from 'commander';
-import { Daemon } from '../src/daemon/daemon.js';
 import { datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine.js';
 import { createLogger } from '../src/util/log.js';
 import { stateDir } from './common.js';
@@ -22,6 +21,9 @@ export function daemonCommand(): Command {
     .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath }, cmd: Command) => {
       if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a network interface)');
       const logger = createLogger('meshd');
+      // Loaded here, not at the top: libp2p takes about a second to import, and the other
+      // subcommands (status, join, ...) should start fast.
+      const { Daemon } = await import('../src/daemon/daemon.js');
       const daemon = await Daemon.start({
         stateDir: stateDir(cmd),
         ifname: opts.interface,

@@ -12,7 +12,7 @@
 //          "target":"192.168.241.2:51820","targetPub":"<base64>","seconds":6,"rate":5000}'
 // IPv4 only. Prints "ready" once bound, then one JSON line of statistics when the fuzzing ends
 // ({sent, byKind, repliesToStrangers: {messageType: count}}), and keeps relaying until killed.
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
 import { randomBytes, randomInt } from 'node:crypto';
 import { blake2s } from '@noble/hashes/blake2.js';
 
