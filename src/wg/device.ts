@@ -17,11 +17,11 @@ import { BATCH_SIZE, HEADROOM, PacketBatch, SLOT_SIZE } from './batch.js';
 import { ConfigError, EINVAL, type DeviceSet, type DeviceSnapshot, type Configurable } from './config.js';
 import { CookieChecker } from './cookie.js';
 import { equal, staticKey, type StaticKey } from './crypto.js';
-import { endpointEquals, type Endpoint } from './endpoint.js';
+import { endpointEquals } from './endpoint.js';
 import { IndexTable } from './indextable.js';
 import { Keypair } from './keypair.js';
 import {
-  CookieReply, Initiation, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION, MESSAGE_RESPONSE,
+  CookieReply, Initiation, MESSAGE_COOKIE_REPLY, MESSAGE_INITIATION,
   MESSAGE_TRANSPORT, Response, Transport, messageType,
 } from './messages.js';
 import { consumeInitiation, consumeResponse, createInitiation, createResponse, deriveKeys } from './noise.js';

@@ -4,10 +4,10 @@
 // after a failure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { KernelError, addAddress, localAddresses, runIp } from '../../src/routes/kernel.js';
+import { runInNamespace } from './helpers/netns-child.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/kernel-child.js', import.meta.url));
 
@@ -53,35 +53,8 @@ test('runIp reports the command and stderr of a failure', { skip: cannotRun() },
 });
 
 test('addresses, link, routes and the multicast route in a private namespace', { skip: cannotRun() }, async (t) => {
-  const ns = `mdk-${randomBytes(4).toString('hex')}`;
-  execFileSync('ip', ['netns', 'add', ns]);
-  let childPid: number | undefined;
-  t.after(() => {
-    if (childPid !== undefined) {
-      try {
-        process.kill(childPid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    execFileSync('ip', ['netns', 'del', ns]);
-  });
-
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CHILD], { stdio: ['ignore', 'pipe', 'pipe'] });
-  childPid = child.pid;
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
-  clearTimeout(timer);
-  childPid = undefined;
-
-  assert.equal(signal, null, `child killed (hung?); stderr: ${err}`);
-  const r = JSON.parse(out.trim().split('\n').pop() || '{}');
-  assert.equal(r.error, undefined, `child failed: ${r.error} ${err}`);
-  assert.equal(code, 0, err);
+  const { report: r, code } = await runInNamespace(t, 'mdk', CHILD, { timeoutMs: 30000 });
+  assert.equal(code, 0);
 
   // A down interface cannot carry the multicast route: a clear error, not silence.
   assert.equal(r.multicastWhileDown?.code, 'ENETDOWN');

@@ -3,12 +3,12 @@
 // network; the namespace is removed afterwards, also after a failure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { HEADROOM } from '../../src/wg/batch.js';
 import { openTun } from '../../src/wg/tun.js';
+import { runInNamespace } from './helpers/netns-child.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/tun-child.js', import.meta.url));
 
@@ -30,38 +30,7 @@ test('bad arguments fail before any interface exists', () => {
 });
 
 test('a TUN in a private namespace: MTU, batch at HEADROOM, ping answered through it, clean close', { skip: cannotRun() }, async (t) => {
-  const ns = `mdt-${randomBytes(4).toString('hex')}`;
-  execFileSync('ip', ['netns', 'add', ns]);
-  let childPid: number | undefined;
-  t.after(() => {
-    if (childPid !== undefined) {
-      try {
-        process.kill(childPid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    execFileSync('ip', ['netns', 'del', ns]);
-  });
-
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, CHILD], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MDT_NETNS: ns },
-  });
-  childPid = child.pid;
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('close', (c, s) => resolve([c, s])));
-  clearTimeout(timer);
-  childPid = undefined;
-
-  // killed by the timer = the child hung (e.g. a poller kept its event loop alive after close)
-  assert.equal(signal, null, `child killed (hung?); stderr: ${err}`);
-  const r = JSON.parse(out.trim().split('\n').pop() ?? '{}');
-  assert.equal(r.error, undefined, `child failed: ${r.error} ${err}`);
+  const { report: r, code } = await runInNamespace(t, 'mdt', CHILD, { timeoutMs: 20000, env: (ns) => ({ MDT_NETNS: ns }) });
   assert.match(r.link, /\bmtu 1420\b/);
   assert.match(r.link, /\bqlen 1000\b/);
   assert.equal(r.mtu, 1420);
