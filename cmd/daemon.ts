@@ -24,6 +24,7 @@ export function daemonCommand(): Command {
       // Loaded here, not at the top: libp2p takes about a second to import, and the other
       // subcommands (status, join, ...) should start fast.
       const { Daemon } = await import('../src/daemon/daemon.js');
+      let stop = async (_why: string, _code: number): Promise<void> => process.exit(1); // replaced below
       const daemon = await Daemon.start({
         stateDir: stateDir(cmd),
         ifname: opts.interface,
@@ -34,16 +35,20 @@ export function daemonCommand(): Command {
         timings: timingsFromEnv(),
         settleMs: process.env.MESHD_SETTLE_MS ? Number(process.env.MESHD_SETTLE_MS) : undefined,
         logger,
+        // Without its interface the node carries nothing: exit non-zero, so that the service
+        // manager restarts it with a fresh one (wireguard-go exits too).
+        onInterfaceGone: (ifname) => void stop(`interface ${ifname} was deleted`, 1),
       });
       let stopping = false;
-      const stop = async (why: string) => {
+      stop = async (why: string, code: number) => {
         if (stopping) return;
         stopping = true;
-        logger.info({ why }, 'shutting down');
+        if (code === 0) logger.info({ why }, 'shutting down');
+        else logger.error({ why }, 'shutting down');
         await daemon.stop().catch((err) => logger.error({ err: (err as Error).message }, 'unclean shutdown'));
-        process.exit(0);
+        process.exit(code);
       };
-      process.on('SIGINT', () => void stop('SIGINT'));
-      process.on('SIGTERM', () => void stop('SIGTERM'));
+      process.on('SIGINT', () => void stop('SIGINT', 0));
+      process.on('SIGTERM', () => void stop('SIGTERM', 0));
     });
 }

@@ -15,12 +15,14 @@ export function engineCommand(): Command {
     .action(async (ifname: string, opts: { datapath?: Datapath; mtu: number }) => {
       const log = createLogger('meshd-engine');
       if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a TUN interface)');
+      let stop = (_why: string, code: number): void => process.exit(code); // replaced below
       const engine = await Engine.open({
         ifname,
         datapath: opts.datapath ?? datapathFromEnv(),
         timings: timingsFromEnv(),
         mtu: opts.mtu,
         logger: log,
+        onInterfaceGone: (name) => stop(`interface ${name} was deleted`, 1),
       });
       let uapi: UapiServer;
       try {
@@ -30,14 +32,15 @@ export function engineCommand(): Command {
         throw err;
       }
       log.info({ ifname, datapath: engine.datapath, listenPort: engine.listenPort }, 'engine up');
-      const stop = (why: string) => {
-        log.info({ why }, 'shutting down');
+      stop = (why: string, code: number) => {
+        if (code === 0) log.info({ why }, 'shutting down');
+        else log.error({ why }, 'shutting down');
         uapi.close();
         engine.close();
-        process.exit(0);
+        process.exit(code);
       };
-      uapi.onSocketRemoved(() => stop('UAPI socket removed'));
-      process.on('SIGINT', () => stop('SIGINT'));
-      process.on('SIGTERM', () => stop('SIGTERM'));
+      uapi.onSocketRemoved(() => stop('UAPI socket removed', 0));
+      process.on('SIGINT', () => stop('SIGINT', 0));
+      process.on('SIGTERM', () => stop('SIGTERM', 0));
     });
 }

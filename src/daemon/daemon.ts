@@ -41,6 +41,8 @@ export interface DaemonOptions {
   /** How long an admitting member waits for a competing admission before answering. */
   settleMs?: number;
   persistentKeepalive?: number;
+  /** The WireGuard interface was deleted under the daemon; the engine is closed by then. */
+  onInterfaceGone?: (ifname: string) => void;
 }
 
 export interface PeerStatus {
@@ -131,7 +133,7 @@ export class Daemon {
         wgKey = generatePrivateKey();
         await store.setWgKey(wgKey);
       }
-      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger });
+      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger, onInterfaceGone: opts.onInterfaceGone });
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
       const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger });
       const name = sanitizeName(opts.name ?? hostname());

@@ -62,3 +62,4 @@ export class ConfigError extends Error {
 export const EINVAL = 22;
 export const EADDRINUSE = 98;
 export const EPROTO = 71;
+export const EOPNOTSUPP = 95;

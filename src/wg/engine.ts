@@ -5,7 +5,7 @@
 // `reference` (noble AEAD and node dgram; the TUN is always the addon's).
 import { openBind, type Bind } from './bind.js';
 import { createCipher } from './cipher.js';
-import { ConfigError, EADDRINUSE, type Configurable, type DeviceSet, type DeviceSnapshot } from './config.js';
+import { ConfigError, EADDRINUSE, EINVAL, EOPNOTSUPP, type Configurable, type DeviceSet, type DeviceSnapshot } from './config.js';
 import { DEFAULT_MTU, PROTOCOL_TIMINGS, TEST_TIMINGS, type Timings } from './constants.js';
 import { Device, type Logger } from './device.js';
 import { openTun, type Tun } from './tun.js';
@@ -21,6 +21,12 @@ export interface EngineOptions {
   logger?: Logger;
   /** Period of the timer tick; the protocol's finest timer is the 333 ms jitter. */
   tickMs?: number;
+  /**
+   * Called once if the interface is deleted under the engine (`ip link del`), which leaves it
+   * nothing to carry; checked about once a second. The engine is closed by then. wireguard-go
+   * exits in that case, and so does `meshd engine`.
+   */
+  onInterfaceGone?: (ifname: string) => void;
 }
 
 /** The data path chosen by MESHD_DATAPATH (default native). */
@@ -53,7 +59,17 @@ export class Engine implements Configurable {
       logger: opts.logger,
     });
     tun.start((b) => this.device.handleTunBatch(b));
-    this.tick = setInterval(() => this.device.tick(), opts.tickMs ?? 100);
+    const tickMs = opts.tickMs ?? 100;
+    const checkEvery = Math.max(1, Math.round(1000 / tickMs));
+    let ticks = 0;
+    this.tick = setInterval(() => {
+      this.device.tick();
+      if (++ticks % checkEvery === 0 && !tun.attached()) {
+        const ifname = tun.name;
+        this.close();
+        opts.onInterfaceGone?.(ifname);
+      }
+    }, tickMs);
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -87,6 +103,14 @@ export class Engine implements Configurable {
       if (code === 'EADDRINUSE') throw new ConfigError(EADDRINUSE, `UDP port ${port} is in use`);
       throw err;
     }
+    if (this.device.fwmark !== 0) {
+      try {
+        this.mark(next, this.device.fwmark);
+      } catch (err) {
+        next.close();
+        throw err;
+      }
+    }
     this.bind?.close();
     this.bind = next;
     this.device.listenPort = next.port;
@@ -103,7 +127,22 @@ export class Engine implements Configurable {
     if (change.listenPort !== undefined && change.listenPort !== this.listenPort) {
       await this.rebind(change.listenPort);
     }
+    if (change.fwmark !== undefined && change.fwmark !== this.device.fwmark) this.mark(this.bind!, change.fwmark);
     this.device.apply({ ...change, listenPort: undefined });
+  }
+
+  /**
+   * SO_MARK on the UDP socket (wg's fwmark; 0 clears it), so policy routing such as wg-quick's
+   * `Table = auto` for a default route keeps the tunnel's own datagrams out of the tunnel. Only the
+   * native bind can; the reference bind (node dgram) refuses with EOPNOTSUPP.
+   */
+  private mark(bind: Bind, mark: number): void {
+    if (!bind.setMark) throw new ConfigError(EOPNOTSUPP, 'fwmark needs the native data path (MESHD_DATAPATH=native)');
+    try {
+      bind.setMark(mark);
+    } catch (err) {
+      throw new ConfigError((err as { errno?: number }).errno ?? EINVAL, (err as Error).message);
+    }
   }
 
   close(): void {

@@ -24,6 +24,12 @@ export class Keypair {
   }
 }
 
+export interface Promotion {
+  readonly promoted: boolean;
+  readonly dropped: Keypair | null;
+}
+const NOT_PROMOTED: Promotion = Object.freeze({ promoted: false, dropped: null });
+
 export class Keypairs {
   previous: Keypair | null = null;
   current: Keypair | null = null;
@@ -56,10 +62,10 @@ export class Keypairs {
 
   /**
    * Called for each authenticated packet: the first packet received with `next` confirms the
-   * session and promotes it. Returns the displaced keypair (or undefined) and whether it promoted.
+   * session and promotes it. Returns whether it promoted, and the keypair that promotion displaced.
    */
-  received(kp: Keypair): { promoted: boolean; dropped: Keypair | null } {
-    if (kp !== this.next) return { promoted: false, dropped: null };
+  received(kp: Keypair): Promotion {
+    if (kp !== this.next) return NOT_PROMOTED; // every packet but one per session: no allocation
     const dropped = this.previous;
     this.previous = this.current;
     this.current = kp;

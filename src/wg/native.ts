@@ -34,6 +34,8 @@ export interface NativeAddon {
   /** Reads up to max packets into slots at `headroom`; the count (0: none; -EINVAL: slot too small). */
   tunRead(fd: number, data: Buffer, slotSize: number, headroom: number, offset: Int32Array, length: Int32Array, max: number): number;
   tunWrite(fd: number, data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, count: number): number;
+  /** 0 while the fd has its interface; -EBADFD after the interface was deleted. */
+  tunAttached(fd: number): number;
   /** Binds [::]:port (0.0.0.0 without IPv6; port 0 = ephemeral) with arrays for `capacity` datagrams. */
   UdpSocket: new (port: number, capacity: number) => UdpSocket;
   /** AEAD per slot; the nonce counter is the slot's bytes 8..16 (LE). A failed seal sets length -1. */

@@ -12,6 +12,8 @@ export interface Tun {
   start(onBatch: (batch: PacketBatch) => void): void;
   /** Writes each slot i < batch.count with length > 0; a full queue drops packets, as a NIC does. */
   write(batch: PacketBatch): void;
+  /** False once the interface was deleted under us (`ip link del`): the fd is then useless. */
+  attached(): boolean;
   /** Closes the fd, which removes the (non-persistent) interface. */
   close(): void;
 }
@@ -47,6 +49,10 @@ class NativeTun implements Tun {
 
   write(batch: PacketBatch): void {
     if (!this.closed) native().tunWrite(this.fd, batch.data, SLOT_SIZE, batch.offset, batch.length, batch.count);
+  }
+
+  attached(): boolean {
+    return !this.closed && native().tunAttached(this.fd) === 0;
   }
 
   close(): void {

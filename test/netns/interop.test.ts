@@ -200,3 +200,37 @@ test('engine lifecycle: a busy interface name is a one-line error; deleting the 
   assert.ok(!links.includes(ifname), 'interface removed');
   assert.ok(!existsSync(`/var/run/wireguard/${ifname}.sock`));
 });
+
+test('engine lifecycle: deleting the interface stops the engine with an error and removes its socket', { timeout: 30_000 }, async (tc) => {
+  const t = new Topology();
+  tc.after(() => t.cleanup());
+  const ns = await t.addNamespace('a');
+  const ifname = t.name('wa');
+  const engine = await t.startWireguard(ns, ifname, 'meshd');
+  await t.exec(ns, 'ip', ['link', 'del', ifname]);
+  await waitFor(() => !engine.alive(), 5000, 'engine to exit after its interface was deleted');
+  assert.equal(engine.child.exitCode, 1);
+  assert.match(engine.output(), /interface .* was deleted/);
+  assert.ok(!existsSync(`/var/run/wireguard/${ifname}.sock`), 'socket removed');
+});
+
+test('fwmark: `wg set fwmark` marks the UDP socket, also after a new listen port, and 0 clears it', { timeout: 30_000 }, async (tc) => {
+  const t = new Topology();
+  tc.after(() => t.cleanup());
+  const ns = await t.addNamespace('a');
+  const ifname = t.name('wa');
+  await t.startWireguard(ns, ifname, 'meshd');
+  // ss -e shows each socket's mark as "fwmark:0x..." (none when it is 0)
+  const markOf = async (port: number) => {
+    const out = (await t.exec(ns, 'ss', ['-uaenH', 'sport', `= :${port}`])).stdout;
+    assert.match(out, new RegExp(`:${port}\\b`), `a socket on port ${port}`);
+    return /fwmark:(0x[0-9a-f]+)/.exec(out)?.[1] ?? null;
+  };
+  await t.exec(ns, 'wg', ['set', ifname, 'listen-port', '51820', 'fwmark', '0x1234']);
+  assert.equal(await markOf(51820), '0x1234');
+  assert.match((await t.exec(ns, 'wg', ['show', ifname, 'fwmark'])).stdout, /0x1234/);
+  await t.exec(ns, 'wg', ['set', ifname, 'listen-port', '51821']);
+  assert.equal(await markOf(51821), '0x1234', 'the new socket carries the mark');
+  await t.exec(ns, 'wg', ['set', ifname, 'fwmark', '0']);
+  assert.equal(await markOf(51821), null);
+});

@@ -112,11 +112,22 @@ static Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)written);
 }
 
+// tunAttached(fd) -> 0, or -errno: -EBADFD once the interface was deleted (`ip link del`). The
+// kernel detaches the fd without waking pollers, so the engine asks now and then.
+static Napi::Value TunAttached(const Napi::CallbackInfo& info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  int r = ioctl(fd, TUNGETIFF, &ifr);
+  return Napi::Number::New(info.Env(), r < 0 ? -errno : 0);
+}
+
 void InitTun(Napi::Env env, Napi::Object exports) {
   exports.Set("tunOpen", Napi::Function::New(env, TunOpen));
   exports.Set("ifaceConfigure", Napi::Function::New(env, IfaceConfigure));
   exports.Set("tunRead", Napi::Function::New(env, TunRead));
   exports.Set("tunWrite", Napi::Function::New(env, TunWrite));
+  exports.Set("tunAttached", Napi::Function::New(env, TunAttached));
 }
 
 }  // namespace meshd
