@@ -104,7 +104,7 @@ export class Daemon {
   private constructor(
     private readonly opts: DaemonOptions,
     private readonly store: Store,
-    private readonly identity: PrivateKey,
+    private identity: PrivateKey,
     readonly engine: Engine,
     private readonly uapi: UapiServer,
     readonly name: string,
@@ -211,8 +211,7 @@ export class Daemon {
     ledger.add(env);
     await this.sync?.publish(env);
     await new Promise((r) => setTimeout(r, 300)); // let the revocation reach connected members
-    await this.stopNetwork();
-    await this.store.wipeMembership();
+    await this.forgetNetwork();
     return { left: network.name };
   }
 
@@ -301,7 +300,7 @@ export class Daemon {
     ledger.addAll(await this.store.allEnvelopes());
     if (!ledger.isMember(this.peerId)) {
       this.log.warn({ network: network.name }, 'no longer a member of the stored network; forgetting it');
-      await this.store.wipeMembership();
+      await this.forgetNetwork();
       return;
     }
     await this.startNetwork(network, ledger, null);
@@ -371,6 +370,26 @@ export class Daemon {
     await flushAddresses(this.opts.ifname).catch(() => {});
   }
 
+  /**
+   * Out of the network for good (left, kicked, or admission voided): forget it and take new keys.
+   * A revocation is forever for the identity it names: members refuse it at the connection gate.
+   * With new keys this machine is a stranger again, which a new invite admits as a new member.
+   * The keys change first: a crash in between leaves a stored network we are not a member of,
+   * which the next start forgets.
+   */
+  private async forgetNetwork(): Promise<void> {
+    await this.stopNetwork();
+    const identity = await generateKeyPair('Ed25519');
+    const wgKey = generatePrivateKey();
+    await this.store.setIdentity(privateKeyToProtobuf(identity));
+    await this.store.setWgKey(wgKey);
+    this.identity = identity;
+    this.seq = 0;
+    await this.engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: true, peers: [] });
+    await this.store.wipeMembership();
+    this.log.info({ peerId: this.peerId }, 'new node keys');
+  }
+
   private accept(env: SignedEnvelope): void {
     if (this.ledger?.add(env) === 'new') void this.persist([env]);
   }
@@ -424,8 +443,7 @@ export class Daemon {
     if (!ledger || !network || this.stopping) return;
     if (!ledger.isMember(this.peerId)) {
       this.log.warn({ network: network.name }, 'this node was removed from the network');
-      await this.stopNetwork();
-      await this.store.wipeMembership();
+      await this.forgetNetwork();
       return;
     }
     const ip = ledger.addressOf(this.peerId);
