@@ -79,8 +79,8 @@ start_daemon() {
   local ns=$1 ifname=$2 impl=$3 datapath= cmd
   case $impl in
     wireguard-go)    cmd=(wireguard-go -f "$ifname") ;;
-    meshd)           cmd=(node "$MESHD" engine "$ifname"); datapath=native ;;
-    meshd-reference) cmd=(node "$MESHD" engine "$ifname"); datapath=reference ;;
+    meshd)           cmd=("$MESHD" engine "$ifname"); datapath=native ;;
+    meshd-reference) cmd=("$MESHD" engine "$ifname"); datapath=reference ;;
     *) die "unknown implementation $impl" ;;
   esac
   LOG_LEVEL=error MESHD_DATAPATH=$datapath ip netns exec "$ns" "${cmd[@]}" >"$RUN/$impl-$ifname.log" 2>&1 &

@@ -25,7 +25,7 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-meshd() { local h=$1; shift; ip netns exec "$P-h$h" node dist/cmd/meshd.js --state-dir "$STATE/${NAMES[$h]}" "$@"; }
+meshd() { local h=$1; shift; ip netns exec "$P-h$h" dist/cmd/meshd.js --state-dir "$STATE/${NAMES[$h]}" "$@"; }
 
 say "four hosts on a LAN (network namespaces $P-h1..4 on one bridge), each running meshd daemon"
 ip netns add "$P-lan"
@@ -39,7 +39,7 @@ for h in "${HOSTS[@]}"; do
   ip -n "$P-lan" link set "${P}p$h" master $BR up
   ip -n "$ns" addr add "192.168.50.$h/24" dev "${P}e$h"
   ip -n "$ns" link set "${P}e$h" up
-  LOG_LEVEL=warn ip netns exec "$ns" node dist/cmd/meshd.js --state-dir "$STATE/${NAMES[$h]}" daemon --interface "${P}m$h" --name "${NAMES[$h]}" & PIDS+=($!)
+  LOG_LEVEL=warn ip netns exec "$ns" dist/cmd/meshd.js --state-dir "$STATE/${NAMES[$h]}" daemon --interface "${P}m$h" --name "${NAMES[$h]}" & PIDS+=($!)
 done
 for h in "${HOSTS[@]}"; do
   for _ in $(seq 150); do meshd "$h" status >/dev/null 2>&1 && break; sleep 0.1; done

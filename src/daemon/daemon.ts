@@ -188,16 +188,21 @@ export class Daemon {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const invite = parseInvite(p.token, Date.now());
     const network = invite.network;
+    const t0 = performance.now();
     const node = await this.createNode(network, invite.bootstrap);
     try {
+      const t1 = performance.now();
       const self = await this.selfRecord(network, node);
       const result = await joinNetwork(node, invite, self, { timeoutMs: 15_000 });
+      const t2 = performance.now();
       const ledger = new Ledger(network);
       ledger.addAll(result.envelopes);
       if (!ledger.isMember(this.peerId)) throw new DaemonError('EJOIN', 'the member that answered did not admit us');
       await this.store.setNetwork(network);
       await this.persist([...ledger.events(), ...ledger.records()]);
       await this.startNetwork(network, ledger, node);
+      const ms = (a: number, b: number) => Math.round(b - a);
+      this.log.info({ network: network.name, meshIp: this.meshIp, via: result.via, ms: { node: ms(t0, t1), admission: ms(t1, t2), start: ms(t2, performance.now()) } }, 'joined');
       return { meshIp: this.meshIp!, network: network.name };
     } catch (err) {
       if (!this.node) await Promise.resolve(node.stop()).catch(() => {});
@@ -322,16 +327,21 @@ export class Daemon {
     this.network = network;
     this.ledger = ledger;
     const bootstrap = ledger.members().flatMap((m) => (m.peerId === this.peerId ? [] : (m.record?.multiaddrs ?? [])));
+    const joined = node !== null;
     this.node = node ?? (await this.createNode(network, bootstrap));
     try {
+      // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
+      // sets off connections to every member, which then compete for the CPU.
+      await this.onLedgerChange();
+      if (this.network !== network) return; // the ledger says we are not a member: forgotten
       await this.ensureMulticast();
       this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
       serveJoin(this.node, { ledger, admitterKey: this.identity, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log, onAdmit: (env: SignedEnvelope) => void this.persist([env]) });
       ledger.onChange(() => void this.onLedgerChange());
-      await this.publishRecord();
-      await this.onLedgerChange();
+      // A joiner's record went out with its admission; after a restart the endpoints may be new.
+      if (!joined) await this.publishRecord();
       this.timers.push(setInterval(() => void this.measureLatency(), 5_000));
       this.timers.push(setInterval(() => void this.publishRecordIfChanged(), 30_000));
     } catch (err) {

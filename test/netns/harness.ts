@@ -24,8 +24,8 @@ const UAPI_DIR = '/var/run/wireguard';
  */
 const IMPLS = {
   'wireguard-go': (ifname: string) => ({ cmd: 'wireguard-go', args: ['-f', ifname], env: {} }),
-  meshd: (ifname: string) => ({ cmd: process.execPath, args: [MESHD, 'engine', ifname], env: { MESHD_DATAPATH: 'native' } }),
-  'meshd-reference': (ifname: string) => ({ cmd: process.execPath, args: [MESHD, 'engine', ifname], env: { MESHD_DATAPATH: 'reference' } }),
+  meshd: (ifname: string) => ({ cmd: MESHD, args: ['engine', ifname], env: { MESHD_DATAPATH: 'native' } }),
+  'meshd-reference': (ifname: string) => ({ cmd: MESHD, args: ['engine', ifname], env: { MESHD_DATAPATH: 'reference' } }),
 } satisfies Record<string, (ifname: string) => { cmd: string; args: string[]; env: NodeJS.ProcessEnv }>;
 export type Impl = keyof typeof IMPLS;
 

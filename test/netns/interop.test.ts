@@ -188,7 +188,7 @@ test('engine lifecycle: a busy interface name is a one-line error; deleting the 
   const ns = await t.addNamespace('a');
   const ifname = t.name('wa');
   const engine = await t.startWireguard(ns, ifname, 'meshd');
-  const second = t.spawn(ns, process.execPath, [MESHD, 'engine', ifname]);
+  const second = t.spawn(ns, MESHD, ['engine', ifname]);
   await waitFor(() => !second.alive(), 10_000, 'second engine to exit');
   assert.notEqual(second.child.exitCode, 0);
   assert.match(second.output(), /in use|busy/i);

@@ -45,7 +45,7 @@ export class Lan {
   }
 
   async start(node: MeshNode, env: NodeJS.ProcessEnv = {}): Promise<void> {
-    node.proc = this.t.spawn(node.ns, process.execPath, [MESHD, '--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name], { LOG_LEVEL: 'warn', ...env });
+    node.proc = this.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name], { LOG_LEVEL: 'warn', ...env });
     this.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
     const proc = node.proc;
     // The socket file may be a stale one of a killed daemon: wait until the new daemon answers.
@@ -56,7 +56,7 @@ export class Lan {
   /** Runs the CLI against a node's daemon; rejects with the CLI's stderr on a non-zero exit. */
   async cli(node: MeshNode, args: string[], timeout = 60_000): Promise<string> {
     try {
-      const { stdout } = await this.t.exec(node.ns, process.execPath, [MESHD, '--state-dir', node.stateDir, ...args], { timeout });
+      const { stdout } = await this.t.exec(node.ns, MESHD, ['--state-dir', node.stateDir, ...args], { timeout });
       return stdout.trim();
     } catch (err) {
       const e = err as { stderr?: string; code?: number };
