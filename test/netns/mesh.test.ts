@@ -85,7 +85,7 @@ async function waitForInvite(lan: Lan, node: Lan['nodes'][number]): Promise<stri
   return token;
 }
 
-test('bad invites are refused with one clear line and change nothing; a kicked node is out until a new invite', { timeout: 180_000 }, async (tc) => {
+test('bad invites are refused with one clear line and change nothing; a kicked or departed node is out until a new invite', { timeout: 180_000 }, async (tc) => {
   const lan = new Lan();
   tc.after(() => lan.cleanup());
   await lan.init();
@@ -147,6 +147,17 @@ test('bad invites are refused with one clear line and change nothing; a kicked n
   assert.equal((await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 2 })).received, 1, 'bravo reaches alpha');
   const peersOfC = (await lan.t.exec(c.ns, 'wg', ['show', c.ifname, 'peers'])).stdout;
   assert.ok(!peersOfC.includes(keyBefore!), 'the kicked key is never a peer again');
+
+  // leaving is for good as well: the node forgets the network, and a new invite brings it back
+  const leftKey = (await lan.status(c)).self.publicKey;
+  await lan.cli(c, ['leave']);
+  const left = await lan.status(c);
+  assert.equal(left.self.meshIp, null);
+  assert.equal(left.peers.length, 0);
+  assert.notEqual(left.self.publicKey, leftKey);
+  await waitFor(async () => (await lan.status(a)).peers.every((p) => p.name !== 'charlie'), 10_000, 'alpha to learn charlie left');
+  await lan.cli(c, ['join', await lan.invite(a)]);
+  await waitFor(async () => (await ping(lan.t, c.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'charlie back after leaving');
 });
 
 test('restart after kill -9: same address, back in the mesh; mDNS finds a member whose address changed', { timeout: 180_000 }, async (tc) => {
