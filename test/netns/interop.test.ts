@@ -182,12 +182,18 @@ test('IPv6 underlay: meshd and wireguard-go over [fd01::]:51820', { timeout: 60_
   assert.equal((await peerOf(p.t, p.a, p.ifA)).endpoint, '[fd01::2]:51820');
 });
 
-test('engine lifecycle: a busy interface name is a one-line error; deleting the socket stops the engine and removes the interface', { timeout: 30_000 }, async (tc) => {
+/** One meshd engine in a namespace of its own, removed when the test ends. */
+async function lone(tc: TestContext) {
   const t = new Topology();
   tc.after(() => t.cleanup());
   const ns = await t.addNamespace('a');
   const ifname = t.name('wa');
   const engine = await t.startWireguard(ns, ifname, 'meshd');
+  return { t, ns, ifname, engine };
+}
+
+test('engine lifecycle: a busy interface name is a one-line error; deleting the socket stops the engine and removes the interface', { timeout: 30_000 }, async (tc) => {
+  const { t, ns, ifname, engine } = await lone(tc);
   const second = t.spawn(ns, MESHD, ['engine', ifname]);
   await waitFor(() => !second.alive(), 10_000, 'second engine to exit');
   assert.notEqual(second.child.exitCode, 0);
@@ -202,11 +208,7 @@ test('engine lifecycle: a busy interface name is a one-line error; deleting the 
 });
 
 test('engine lifecycle: deleting the interface stops the engine with an error and removes its socket', { timeout: 30_000 }, async (tc) => {
-  const t = new Topology();
-  tc.after(() => t.cleanup());
-  const ns = await t.addNamespace('a');
-  const ifname = t.name('wa');
-  const engine = await t.startWireguard(ns, ifname, 'meshd');
+  const { t, ns, ifname, engine } = await lone(tc);
   await t.exec(ns, 'ip', ['link', 'del', ifname]);
   await waitFor(() => !engine.alive(), 5000, 'engine to exit after its interface was deleted');
   assert.equal(engine.child.exitCode, 1);
@@ -215,11 +217,7 @@ test('engine lifecycle: deleting the interface stops the engine with an error an
 });
 
 test('fwmark: `wg set fwmark` marks the UDP socket, also after a new listen port, and 0 clears it', { timeout: 30_000 }, async (tc) => {
-  const t = new Topology();
-  tc.after(() => t.cleanup());
-  const ns = await t.addNamespace('a');
-  const ifname = t.name('wa');
-  await t.startWireguard(ns, ifname, 'meshd');
+  const { t, ns, ifname } = await lone(tc);
   // ss -e shows each socket's mark as "fwmark:0x..." (none when it is 0)
   const markOf = async (port: number) => {
     const out = (await t.exec(ns, 'ss', ['-uaenH', 'sport', `= :${port}`])).stdout;
