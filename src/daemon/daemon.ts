@@ -28,6 +28,10 @@ import { LedgerSync } from '../discovery/gossip.js';
 import { join as joinNetwork, serveJoin } from '../discovery/join.js';
 import { reconcile } from './reconcile.js';
 import { DaemonError } from './errors.js';
+import { TunnelProber } from './prober.js';
+
+/** How often status's latency is measured: one ICMP echo per member through the tunnel. */
+const PROBE_INTERVAL_MS = 5_000;
 
 export interface DaemonOptions {
   stateDir: string;
@@ -97,7 +101,8 @@ export class Daemon {
   private network: NetworkInfo | null = null;
   private meshIp: string | null = null;
   private seq = 0;
-  private readonly latency = new Map<string, number>();
+  /** ICMP echo through the tunnel, for status's latency; null without a raw socket. */
+  private prober: TunnelProber | null = null;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
 
@@ -138,6 +143,11 @@ export class Daemon {
       const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger });
       const name = sanitizeName(opts.name ?? hostname());
       const daemon = new Daemon(opts, store, identity, engine, uapi, name);
+      try {
+        daemon.prober = TunnelProber.open();
+      } catch (err) {
+        opts.logger.warn({ err: (err as Error).message }, 'no raw ICMP socket: status shows no latency');
+      }
       const network = await store.getNetwork();
       if (network) await daemon.resume(network);
       daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), daemon.handlers(), opts.logger);
@@ -264,7 +274,7 @@ export class Daemon {
         lastHandshake,
         rxBytes: wg?.rxBytes ?? 0,
         txBytes: wg?.txBytes ?? 0,
-        latencyMs: this.latency.get(m.peerId) ?? null,
+        latencyMs: this.prober?.rtt(m.peerId) ?? null,
         online: connected.has(m.peerId) || fresh,
         admin: m.admin,
       });
@@ -342,7 +352,8 @@ export class Daemon {
       ledger.onChange(() => void this.onLedgerChange());
       // A joiner's record went out with its admission; after a restart the endpoints may be new.
       if (!joined) await this.publishRecord();
-      this.timers.push(setInterval(() => void this.measureLatency(), 5_000));
+      this.probeMembers();
+      this.timers.push(setInterval(() => this.probeMembers(), PROBE_INTERVAL_MS));
       this.timers.push(setInterval(() => void this.publishRecordIfChanged(), 30_000));
     } catch (err) {
       await this.stopNetwork();
@@ -482,22 +493,15 @@ export class Daemon {
     }
   }
 
-  private async measureLatency(): Promise<void> {
-    const node = this.node;
-    if (!node) return;
-    const ping = (node.services as { ping?: { ping(peer: unknown): Promise<number> } }).ping;
-    if (!ping) return;
-    await Promise.all(node.getConnections().map(async (c) => {
-      try {
-        this.latency.set(c.remotePeer.toString(), await ping.ping(c.remotePeer));
-      } catch {
-        this.latency.delete(c.remotePeer.toString());
-      }
-    }));
+  /** One ICMP echo through the tunnel to every other member's mesh address. */
+  private probeMembers(): void {
+    if (!this.prober || !this.ledger) return;
+    this.prober.probe(this.ledger.members().filter((m) => m.peerId !== this.peerId).map((m) => ({ key: m.peerId, ip: m.meshIp })));
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
+    this.prober?.close();
     for (const t of this.timers) clearInterval(t);
     await this.control?.close();
     await this.sync?.stop();

@@ -42,6 +42,12 @@ export interface NativeAddon {
   sealBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, count: number): void;
   openBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, ok: Uint8Array, count: number): void;
   closeFd(fd: number): void;
+  /** A nonblocking raw ICMP (IPv4) socket that receives echo replies only; needs CAP_NET_RAW. */
+  icmpOpen(): number;
+  /** Sends an echo request to addr (4 bytes); 0 or -errno. */
+  icmpEcho(fd: number, addr: Buffer, id: number, seq: number, payload: Buffer): number;
+  /** Receives one ICMP message (IP header stripped) into buf, its source into from (4 bytes); its length, 0 if none, or -errno. */
+  icmpRecv(fd: number, buf: Buffer, from: Buffer): number;
   /** Watches fd for readability; onEvent(status) gets a negative libuv status after a POLLERR. */
   Poller: new (fd: number, onEvent: (status: number) => void) => Poller;
 }

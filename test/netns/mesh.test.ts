@@ -64,6 +64,11 @@ test('five daemons: init, joins (two at once through different members), everyon
     }
   }
   assert.equal(addresses.size, 5, 'five distinct addresses');
+  // every member has a latency figure for every other (an ICMP echo through the tunnel every 5 s)
+  await waitFor(async () => {
+    for (const n of lan.nodes) if ((await lan.status(n)).peers.some((p) => typeof p.latencyMs !== 'number')) return false;
+    return true;
+  }, 15_000, 'latency figures for every pair');
   for (const ip of addresses) assert.ok(!ip.endsWith('.0') && !ip.endsWith('.255'));
   // wg show works against the daemon, read-only
   const { stdout } = await lan.t.exec(a.ns, 'wg', ['show', a.ifname]);
@@ -160,7 +165,7 @@ test('bad invites are refused with one clear line and change nothing; a kicked o
   await waitFor(async () => (await ping(lan.t, c.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'charlie back after leaving');
 });
 
-test('restart after kill -9: same address, back in the mesh; mDNS finds a member whose address changed', { timeout: 180_000 }, async (tc) => {
+test('restart after kill -9: same address, back in the mesh; latency through the tunnel; mDNS finds a member whose address changed', { timeout: 180_000 }, async (tc) => {
   const lan = new Lan();
   tc.after(() => lan.cleanup());
   await lan.init();
@@ -179,6 +184,16 @@ test('restart after kill -9: same address, back in the mesh; mDNS finds a member
   assert.equal(s.self.meshIp, ipB);
   assert.equal(s.peers.length, 1);
   await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'b back in the mesh');
+
+  // status's latency is measured through the tunnel: with WireGuard's port blocked at b, a keeps
+  // its libp2p connection to b (b is online) but loses the latency figure
+  await waitFor(async () => (await lan.status(a)).peers[0]?.latencyMs != null, 12_000, 'a latency figure for b');
+  const drop = ['INPUT', '-p', 'udp', '--dport', '51820', '-j', 'DROP'];
+  await lan.t.exec(b.ns, 'iptables', ['-A', ...drop]);
+  await waitFor(async () => (await lan.status(a)).peers[0].latencyMs === null, 30_000, 'the figure to go stale');
+  assert.equal((await lan.status(a)).peers[0].online, true, 'b is still online over libp2p');
+  await lan.t.exec(b.ns, 'iptables', ['-D', ...drop]);
+  await waitFor(async () => (await lan.status(a)).peers[0].latencyMs != null, 12_000, 'the figure back');
 
   // a's LAN address changes while both are down; they find each other again by mDNS alone
   for (const n of [a, b]) {

@@ -1,5 +1,6 @@
 // meshd's native addon: the thin layer for what JavaScript cannot do quickly. No WireGuard logic
-// lives here: TUN I/O, batched UDP (recvmmsg/sendmmsg), batched ChaCha20-Poly1305, fd readiness.
+// lives here: TUN I/O, batched UDP (recvmmsg/sendmmsg), batched ChaCha20-Poly1305, fd readiness,
+// and ICMP echo for the daemon's latency probes.
 #include "common.h"
 #include <unistd.h>
 
@@ -14,6 +15,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   meshd::InitUdp(env, exports);
   meshd::InitAead(env, exports);
   meshd::InitPoller(env, exports);
+  meshd::InitIcmp(env, exports);
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   return exports;
 }

@@ -39,5 +39,6 @@ void InitTun(Napi::Env env, Napi::Object exports);
 void InitUdp(Napi::Env env, Napi::Object exports);
 void InitAead(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
+void InitIcmp(Napi::Env env, Napi::Object exports);
 
 }  // namespace meshd
