@@ -21,8 +21,10 @@ N=0
 teardown() {
   set +e
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  sleep 0.5
-  for pid in "${PIDS[@]}"; do kill -9 "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+  done
   PIDS=()
   for i in $(seq "$N"); do ip netns del "$P-$i" 2>/dev/null; rm -f "/var/run/wireguard/${P}m$i.sock"; done
   ip netns del "$P-lan" 2>/dev/null

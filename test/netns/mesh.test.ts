@@ -165,7 +165,7 @@ test('bad invites are refused with one clear line and change nothing; a kicked o
   await waitFor(async () => (await ping(lan.t, c.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'charlie back after leaving');
 });
 
-test('restart after kill -9: same address, back in the mesh; latency through the tunnel; mDNS finds a member whose address changed', { timeout: 180_000 }, async (tc) => {
+test('restart after kill -9: same address, back in the mesh; latency through the tunnel; mDNS finds a member whose address changed; a deleted interface stops the daemon', { timeout: 180_000 }, async (tc) => {
   const lan = new Lan();
   tc.after(() => lan.cleanup());
   await lan.init();
@@ -206,4 +206,14 @@ test('restart after kill -9: same address, back in the mesh; latency through the
   await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 30_000, 'b to reach a at its new LAN address');
   const peer = (await lan.status(b)).peers[0];
   assert.equal(peer.endpoint?.split(':')[0], '192.168.77.101');
+
+  // without its interface a daemon carries nothing: deleting it makes the daemon exit non-zero
+  // (for the service manager to restart it), with a line saying why
+  await lan.t.exec(b.ns, 'ip', ['link', 'del', b.ifname]);
+  await waitFor(() => !b.proc!.alive(), 5_000, 'b to exit after its interface was deleted');
+  assert.equal(b.proc!.child.exitCode, 1);
+  assert.match(b.proc!.output(), /interface .* was deleted/);
+  // and it comes back on a restart, with its address
+  await lan.start(b);
+  assert.equal((await lan.status(b)).self.meshIp, ipB);
 });
