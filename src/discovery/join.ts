@@ -25,6 +25,9 @@
 // one admission everywhere once the ledgers meet, and that node loses its membership (the
 // daemon sees itself removed). settleMs trades join latency for that window.
 //
+// A member that is the only member there has ever been (a new network's founder) has no one to
+// race with and answers at once.
+//
 // Admissions made by one member are serialised, so two requests with the same single-use invite
 // at the same member never both pass the check.
 //
@@ -246,7 +249,7 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
     req: { invite: Invite; record: SignedEnvelope<RecordBody> },
     joiner: string,
   ): Promise<{ meshIp: string } | { error: string }> => {
-    const made = await serially(async (): Promise<{ error: string } | { id: string | null }> => {
+    const made = await serially(async (): Promise<{ error: string } | { id: string | null; alone?: boolean }> => {
       const t = now();
       const why = ledger.checkInvite(req.invite, t, joiner);
       if (why !== null) return { error: explain(why) };
@@ -258,6 +261,7 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
         return { id: null };
       }
       if (ledger.nextAddress() === null) return { error: explain('range full') };
+      const alone = noOtherAdmitter(ledger, admitter);
       const env = await admit(opts.admitterKey, { network, member: joiner, name: req.record.body.name, invite: req.invite }, t);
       safeAdd(ledger, env, log);
       safeAdd(ledger, req.record, log);
@@ -270,10 +274,10 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
       await Promise.all([env, req.record].map((e) => opts.sync?.publish(e).catch((err: Error) => {
         log.warn({ err: err.message }, 'cannot publish an admission; anti-entropy will carry it');
       })));
-      return { id: eventId(env) };
+      return { id: eventId(env), alone };
     });
     if ('error' in made) return made;
-    if (made.id !== null && settleMs > 0) await sleep(settleMs, closed.signal);
+    if (made.id !== null && !made.alone && settleMs > 0) await sleep(settleMs, closed.signal);
     const member = ledger.member(joiner);
     if (member) return { meshIp: member.meshIp };
     const lost = ledger.rejected().find((r) => r.id === made.id);
@@ -331,6 +335,16 @@ function safeAdd(ledger: Ledger, env: SignedEnvelope, log: MeshLogger): void {
   } catch (err) {
     log.error({ err: (err as Error).message }, 'a ledger listener failed');
   }
+}
+
+/**
+ * True when no other node can be admitting anyone right now, so there is no competing admission
+ * to wait for: we are the only member and no member was ever revoked (a revoked member may have
+ * admitted a node whose admission has not reached us yet). The common case of a new network's
+ * founder admitting its second node: that join skips the settle wait.
+ */
+function noOtherAdmitter(ledger: Ledger, admitter: string): boolean {
+  return ledger.members().every((m) => m.peerId === admitter) && !ledger.events().some((e) => e.body.type === 'revoke');
 }
 
 function sleep(ms: number, signal: AbortSignal): Promise<void> {

@@ -72,6 +72,26 @@ test('a valid invite admits; reusing it is refused; asking again is idempotent',
   assert.ok(!a.ledger.isMember(idOf(k.key)));
 });
 
+test("a new network's founder, the only member there has been, answers without the settle wait", async (t) => {
+  const settleMs = 3000;
+  const net = await newNet();
+  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, net.base), { settleMs });
+  t.after(() => a.stop());
+  // no one else could be admitting with this invite: the answer comes at once
+  const j = await joinerNode(t, net);
+  let t0 = performance.now();
+  const first = await tryJoin(net, j.node, j.key, parseInvite((await invite(net, { bootstrap: a.addrs })).token, Date.now()), 'node-j');
+  const alone = performance.now() - t0;
+  assert.equal(first.meshIp, '10.0.0.2');
+  assert.ok(alone < settleMs / 3, `answered in ${Math.round(alone)} ms`);
+  // now node-j could admit too (with an invite of its own, say): the founder waits
+  const k = await joinerNode(t, net);
+  t0 = performance.now();
+  const second = await tryJoin(net, k.node, k.key, parseInvite((await invite(net, { bootstrap: a.addrs })).token, Date.now()), 'node-k');
+  assert.equal(second.meshIp, '10.0.0.3');
+  assert.ok(performance.now() - t0 >= settleMs, 'waited for competing admissions');
+});
+
 test('forged, foreign, expired and non-administrator invites are refused with a clear error', async (t) => {
   const net = await newNet();
   const kb = await newKey();
