@@ -15,6 +15,8 @@ const run = promisify(execFile);
 /** The repository root (dist/test/netns/ -> ../../..). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const MESHD = join(ROOT, 'dist', 'cmd', 'meshd.js');
+/** wireguard-go's command line on the meshd engine (for wg-quick). */
+export const MESHD_ENGINE = join(ROOT, 'dist', 'cmd', 'meshd-engine.js');
 /** Shared by every namespace: interface names must be unique machine-wide, not per namespace. */
 const UAPI_DIR = '/var/run/wireguard';
 

@@ -7,8 +7,10 @@
 //   A [wa 10.0.0.1/24 fd00::1/64] --UDP 51820-- va 192.168.241.1 <veth> vb 192.168.241.2 -- [wb ...2] B
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, rmSync } from 'node:fs';
-import { Topology, genKey, ping, wgDump, wgSetup, waitFor, type Impl, MESHD } from './harness.js';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Topology, genKey, ping, wgDump, wgSetup, waitFor, type Impl, MESHD, MESHD_ENGINE } from './harness.js';
 
 interface Pair {
   t: Topology;
@@ -231,4 +233,66 @@ test('fwmark: `wg set fwmark` marks the UDP socket, also after a new listen port
   assert.equal(await markOf(51821), '0x1234', 'the new socket carries the mark');
   await t.exec(ns, 'wg', ['set', ifname, 'fwmark', '0']);
   assert.equal(await markOf(51821), null);
+});
+
+/** The PID of the background `meshd-engine -f <ifname>` (our interface names are unique). */
+function enginePid(ifname: string): number | null {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (argv.some((a) => a.endsWith('meshd-engine.js')) && argv.includes('-f') && argv.includes(ifname)) return Number(d);
+  }
+  return null;
+}
+
+test('wg-quick up and down with meshd-engine as its userspace implementation, against wireguard-go', { timeout: 60_000 }, async (tc) => {
+  const t = new Topology();
+  tc.after(() => t.cleanup());
+  const a = await t.addNamespace('a');
+  const b = await t.addNamespace('b');
+  await t.link(a, 'va', '192.168.241.1/24', b, 'vb', '192.168.241.2/24');
+  const ifA = t.name('wa');
+  const ifB = t.name('wb');
+  // wg-quick takes the kernel's WireGuard when it has one; then there is nothing of ours to test
+  const kernel = await t.exec(a, 'ip', ['link', 'add', ifA, 'type', 'wireguard']).then(() => true, () => false);
+  if (kernel) {
+    await t.exec(a, 'ip', ['link', 'del', ifA]);
+    tc.skip('the kernel has WireGuard: wg-quick would not use a userspace implementation');
+    return;
+  }
+  await t.startWireguard(b, ifB, 'wireguard-go');
+  const ka = await genKey();
+  const kb = await genKey();
+  await wgSetup(t, b, ifB, { priv: kb.priv, port: 51820, address: '10.0.0.2/24', peers: [{ pub: ka.pub, endpoint: '192.168.241.1:51820', allowedIps: '10.0.0.1/32' }] });
+
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-wgquick-'));
+  tc.after(() => rmSync(dir, { recursive: true, force: true }));
+  const conf = join(dir, `${ifA}.conf`);
+  writeFileSync(conf, [
+    '[Interface]', `PrivateKey = ${ka.priv}`, 'Address = 10.0.0.1/24', 'ListenPort = 51820', '',
+    '[Peer]', `PublicKey = ${kb.pub}`, 'Endpoint = 192.168.241.2:51820', 'AllowedIPs = 10.0.0.2/32', '',
+  ].join('\n'), { mode: 0o600 });
+  const sock = `/var/run/wireguard/${ifA}.sock`;
+  t.trackSocket(sock);
+  const env = { WG_QUICK_USERSPACE_IMPLEMENTATION: MESHD_ENGINE };
+  const up = await t.exec(a, 'wg-quick', ['up', conf], { env });
+  assert.match(up.stderr, /meshd-engine\.js/, 'wg-quick ran meshd-engine');
+  // the engine runs in the background now; stop it by its PID when the test ends, however it ends
+  const pid = enginePid(ifA);
+  assert.ok(pid !== null, `a meshd-engine runs for ${ifA}`);
+  tc.after(() => { try { process.kill(pid!, 'SIGKILL'); } catch { /* gone */ } });
+
+  assert.equal((await ping(t, a, '10.0.0.2', { count: 3, interval: 0.2, wait: 2 })).received, 3);
+  const peer = (await wgDump(t, a, ifA))[0];
+  assert.ok(peer.latestHandshake > 0, 'handshake with wireguard-go');
+
+  await t.exec(a, 'wg-quick', ['down', conf], { env });
+  await waitFor(() => { try { process.kill(pid!, 0); return false; } catch { return true; } }, 5_000, 'the engine to exit with its interface');
+  assert.ok(!existsSync(sock), 'socket removed');
+  assert.ok(!(await t.exec(a, 'ip', ['-o', 'link'])).stdout.includes(ifA), 'interface gone');
 });
