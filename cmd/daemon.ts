@@ -23,6 +23,9 @@ export function daemonCommand(): Command {
       const logger = createLogger('meshd');
       // Loaded here, not at the top: libp2p takes about a second to import, and the other
       // subcommands (status, join, ...) should start fast.
+      // A daemon stays up: a promise nobody handled (ours or a library's) is an error in the log,
+      // not the end of every member's connectivity. Work that matters is awaited or retried.
+      process.on('unhandledRejection', (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
       const { Daemon } = await import('../src/daemon/daemon.js');
       let stop = async (_why: string, _code: number): Promise<void> => process.exit(1); // replaced below
       const daemon = await Daemon.start({

@@ -242,13 +242,12 @@ export class Daemon {
   }
 
   async promote(p: { target: string }): Promise<{ promoted: string }> {
-    const { network, ledger } = this.requireNetwork();
+    const { network } = this.requireNetwork();
     if (network.founder !== this.peerId) throw new DaemonError('EPERM', 'only the founder can make administrators');
     const target = this.findMember(p.target);
     const env = await grant(this.identity, { network, member: target.peerId }, Date.now());
     this.accept(env);
     await this.sync?.publish(env);
-    void ledger;
     return { promoted: target.name };
   }
 
@@ -349,12 +348,12 @@ export class Daemon {
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
       serveJoin(this.node, { ledger, admitterKey: this.identity, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log, onAdmit: (env: SignedEnvelope) => void this.persist([env]) });
-      ledger.onChange(() => void this.onLedgerChange());
+      ledger.onChange(() => this.inBackground('applying a ledger change', this.onLedgerChange()));
       // A joiner's record went out with its admission; after a restart the endpoints may be new.
       if (!joined) await this.publishRecord();
       this.probeMembers();
       this.timers.push(setInterval(() => this.probeMembers(), PROBE_INTERVAL_MS));
-      this.timers.push(setInterval(() => void this.publishRecordIfChanged(), 30_000));
+      this.timers.push(setInterval(() => this.inBackground('publishing our record', this.publishRecordIfChanged()), 30_000));
     } catch (err) {
       await this.stopNetwork();
       throw err;
@@ -409,6 +408,15 @@ export class Daemon {
     await this.engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: true, peers: [] });
     await this.store.wipeMembership();
     this.log.info({ peerId: this.peerId }, 'new node keys');
+  }
+
+  /**
+   * Work nobody awaits (event handlers, timers): a failure is logged and the daemon goes on. A
+   * later ledger change or timer tries again; what failed (an `ip` command, a full disk) is in
+   * the log line.
+   */
+  private inBackground(what: string, work: Promise<unknown>): void {
+    work.catch((err: Error) => this.log.error({ err: err.message }, `failed: ${what}`));
   }
 
   private accept(env: SignedEnvelope): void {
