@@ -27,8 +27,15 @@ import { createMeshNode } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/gossip.js';
 import { join as joinNetwork, serveJoin } from '../discovery/join.js';
 import { reconcile } from './reconcile.js';
+import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
 import { TunnelProber } from './prober.js';
+
+/**
+ * A peer whose latest handshake is younger than this has a working endpoint: sessions are renewed
+ * every 2 minutes (REKEY_AFTER_TIME) while persistent keepalives flow.
+ */
+const WORKING_HANDSHAKE_MS = 180_000;
 
 /** How often status's latency is measured: one ICMP echo per member through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
@@ -491,10 +498,24 @@ export class Daemon {
         if (this.ledger?.revoked(conn.remotePeer.toString())) void conn.close().catch(() => {});
       }
     }, 2000).unref();
+    const snapshot = this.engine.snapshot();
+    const handshakes = new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs]));
+    const now = Date.now();
     const desired = ledger.members()
       .filter((m) => m.peerId !== this.peerId && m.record)
-      .map((m) => ({ wgPublicKey: m.record!.wgPublicKey, meshIp: m.meshIp, endpoints: [...m.record!.endpoints] }));
-    const change = reconcile(desired, this.engine.snapshot(), { persistentKeepalive: this.opts.persistentKeepalive ?? 25 });
+      .map((m) => {
+        const last = handshakes.get(m.record!.wgPublicKey) ?? null;
+        return {
+          wgPublicKey: m.record!.wgPublicKey,
+          meshIp: m.meshIp,
+          endpoints: [...m.record!.endpoints],
+          working: last !== null && last > 0 && now - last < WORKING_HANDSHAKE_MS,
+        };
+      });
+    const change = reconcile(desired, snapshot, {
+      persistentKeepalive: this.opts.persistentKeepalive ?? 25,
+      rank: endpointRank(localAddresses(this.opts.ifname)),
+    });
     if (change.peers.length > 0) {
       await this.engine.apply(change);
       this.log.debug({ changes: change.peers.length }, 'peers reconciled');

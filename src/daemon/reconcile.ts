@@ -12,8 +12,13 @@ export interface DesiredPeer {
   meshIp: string;
   /** Extra prefixes routed to this member (subnet routes, later). */
   routes?: string[];
-  /** UDP endpoint candidates, best first. */
+  /** UDP endpoint candidates, in the member's order (rank reorders them). */
   endpoints: string[];
+  /**
+   * The peer's current endpoint carries handshakes: keep it even if the member does not advertise
+   * it (the engine roamed there after an authenticated packet, e.g. through a NAT).
+   */
+  working?: boolean;
 }
 
 export interface ReconcileOptions {
@@ -22,8 +27,8 @@ export interface ReconcileOptions {
   rank?: (endpoint: Endpoint) => number;
 }
 
-function chooseEndpoint(candidates: Endpoint[], current: Endpoint | null, rank: (e: Endpoint) => number): Endpoint | null {
-  if (candidates.length === 0) return current;
+function chooseEndpoint(candidates: Endpoint[], current: Endpoint | null, rank: (e: Endpoint) => number, working: boolean): Endpoint | null {
+  if (candidates.length === 0 || (current && working)) return current;
   // Keep a working endpoint the peer still advertises: roaming and NAT mappings stay intact.
   if (current && candidates.some((c) => formatEndpoint(c) === formatEndpoint(current))) return current;
   return [...candidates].sort((a, b) => rank(a) - rank(b))[0];
@@ -51,7 +56,7 @@ export function reconcile(desired: DesiredPeer[], snapshot: DeviceSnapshot, opts
         return [];
       }
     });
-    const endpoint = chooseEndpoint(candidates, have?.endpoint ?? null, rank);
+    const endpoint = chooseEndpoint(candidates, have?.endpoint ?? null, rank, d.working ?? false);
     const prefixes = [`${d.meshIp}/32`, ...(d.routes ?? [])].map((p) => formatPrefix(parsePrefix(p)));
     const haveIps = new Set((have?.allowedIps ?? []).map(formatPrefix));
     const ipsChanged = !have || haveIps.size !== prefixes.length || prefixes.some((p) => !haveIps.has(p));

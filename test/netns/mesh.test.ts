@@ -217,3 +217,29 @@ test('restart after kill -9: same address, back in the mesh; latency through the
   await lan.start(b);
   assert.equal((await lan.status(b)).self.meshIp, ipB);
 });
+
+test('multi-homed members: an address on a network the other cannot reach loses to the shared LAN', { timeout: 120_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  // Each node's first interface is on a network of its own (a container bridge, say), so each
+  // advertises an unreachable address first. Taken in the advertised order, neither side could
+  // reach the other and no handshake would ever happen.
+  const island = (subnet: number) => async (ns: string) => {
+    const [x, y] = [lan.t.name(`i${subnet}x`), lan.t.name(`i${subnet}y`)];
+    await lan.t.exec(ns, 'ip', ['link', 'add', x, 'type', 'veth', 'peer', 'name', y]);
+    await lan.t.exec(ns, 'ip', ['addr', 'add', `172.18.${subnet}.1/24`, 'dev', x]);
+    await lan.t.exec(ns, 'ip', ['link', 'set', x, 'up']);
+    await lan.t.exec(ns, 'ip', ['link', 'set', y, 'up']);
+  };
+  const a = await lan.addNode('alpha', { before: island(1) });
+  const b = await lan.addNode('bravo', { before: island(2) });
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  const advertised = (await lan.t.exec(a.ns, 'ip', ['-o', '-4', 'addr', 'show'])).stdout;
+  assert.ok(advertised.indexOf('172.18.1.1') < advertised.indexOf(a.lanIp), 'the island address comes first');
+  await waitFor(async () => (await ping(lan.t, a.ns, '10.0.0.2', { count: 1, wait: 1 })).received === 1, 15_000, 'alpha to reach bravo');
+  assert.equal((await lan.status(a)).peers[0].endpoint, `${b.lanIp}:51820`);
+  assert.equal((await lan.status(b)).peers[0].endpoint, `${a.lanIp}:51820`);
+});

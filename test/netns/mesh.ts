@@ -27,9 +27,14 @@ export class Lan {
     await this.t.exec(this.hub, 'ip', ['link', 'set', 'br0', 'up']);
   }
 
-  async addNode(name: string): Promise<MeshNode> {
+  /**
+   * A namespace plugged into the bridge as 192.168.77.<i>/24. `before` runs in the new namespace
+   * before the LAN link exists, so interfaces it makes come first in the node's address list.
+   */
+  async addNode(name: string, opts: { before?: (ns: string) => Promise<void> } = {}): Promise<MeshNode> {
     const i = this.nodes.length + 1;
     const ns = await this.t.addNamespace(`n${i}`);
+    await opts.before?.(ns);
     const host = this.t.name(`e${i}`);
     const port = this.t.name(`p${i}`);
     const { execFile } = await import('node:child_process');

@@ -4,6 +4,7 @@ import { reconcile, type DesiredPeer } from '../../src/daemon/reconcile.js';
 import { generatePrivateKey, staticKey, toBase64 } from '../../src/wg/crypto.js';
 import { parseEndpoint } from '../../src/wg/endpoint.js';
 import { parsePrefix } from '../../src/wg/prefix.js';
+import { endpointRank } from '../../src/routes/endpoints.js';
 import type { DeviceSnapshot } from '../../src/wg/config.js';
 
 const key = () => staticKey(generatePrivateKey()).publicKey;
@@ -56,4 +57,34 @@ test('a record with a malformed key or endpoint is skipped, not fatal', () => {
   ], { privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, { persistentKeepalive: 0 });
   assert.equal(set.peers.length, 1);
   assert.deepEqual(set.peers[0].endpoint, parseEndpoint('10.1.1.1:5'));
+});
+
+test('a working endpoint the member does not advertise (roamed through a NAT) is kept; a silent one is replaced', () => {
+  const a = key();
+  const desired = (working: boolean): DesiredPeer[] => [{ wgPublicKey: toBase64(a), meshIp: '10.0.0.2', endpoints: ['192.168.1.2:51820'], working }];
+  const snap = applyTo({ privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, reconcile(desired(false), { privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, { persistentKeepalive: 0 }));
+  snap.peers[0].endpoint = parseEndpoint('198.51.100.7:40000'); // where its packets came from
+  assert.equal(reconcile(desired(true), snap, { persistentKeepalive: 0 }).peers.length, 0, 'kept while handshakes flow');
+  assert.deepEqual(reconcile(desired(false), snap, { persistentKeepalive: 0 }).peers[0].endpoint, parseEndpoint('192.168.1.2:51820'));
+});
+
+test('endpoint rank: a shared subnet first, then public, then private, then a family we lack', () => {
+  const rank = endpointRank([
+    { ifname: 'eth0', address: '192.168.77.5', family: 'IPv4', prefixlen: 24 },
+    { ifname: 'eth0', address: 'fe80::1', family: 'IPv6', prefixlen: 64 }, // link-local: no IPv6 reach
+  ]);
+  const r = (e: string) => rank(parseEndpoint(e));
+  assert.equal(r('192.168.77.9:51820'), 0);
+  assert.equal(r('203.0.113.5:51820'), 1);
+  for (const e of ['10.1.2.3:1', '172.17.0.1:1', '192.168.1.2:1', '100.64.0.1:1', '169.254.1.1:1']) assert.equal(r(e), 2, e);
+  assert.equal(r('[2001:db8::1]:51820'), 3, 'no IPv6 address of our own but link-local');
+  const v6 = endpointRank([{ ifname: 'eth0', address: '2001:db8:1::5', family: 'IPv6', prefixlen: 64 }]);
+  assert.equal(v6(parseEndpoint('[2001:db8:1::9]:1')), 0);
+  assert.equal(v6(parseEndpoint('[2001:db8:2::9]:1')), 1);
+  assert.equal(v6(parseEndpoint('[fd00::9]:1')), 2);
+  assert.equal(v6(parseEndpoint('10.0.0.1:1')), 3);
+  // in the daemon: a multi-homed member's unreachable first address loses to the shared LAN
+  const set = reconcile([{ wgPublicKey: toBase64(key()), meshIp: '10.0.0.2', endpoints: ['172.18.0.1:51820', '192.168.77.6:51820'] }],
+    { privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, { persistentKeepalive: 0, rank });
+  assert.deepEqual(set.peers[0].endpoint, parseEndpoint('192.168.77.6:51820'));
 });
