@@ -510,6 +510,13 @@ export class Device implements Configurable {
   // ---------------------------------------------------------------- timers
 
   /** Runs the timers that are due; the shell calls it a few times a second. */
+  /** Milliseconds until tick() has work: the earliest armed timer of any peer (Infinity: none). */
+  msUntilNextTimer(): number {
+    let next = Infinity;
+    for (const peer of this.peers.values()) next = Math.min(next, peer.timers.earliest());
+    return next - this.clock.now();
+  }
+
   tick(): void {
     const now = this.clock.now();
     for (const peer of this.peers.values()) {

@@ -19,8 +19,11 @@ export interface EngineOptions {
   mtu?: number;
   listenPort?: number;
   logger?: Logger;
-  /** Period of the timer tick; the protocol's finest timer is the 333 ms jitter. */
-  tickMs?: number;
+  /**
+   * The longest the timer tick sleeps (default 1 s, half of that with shortened test timers). It
+   * wakes at the earliest armed deadline otherwise, so an idle engine wakes about once a second.
+   */
+  maxTickMs?: number;
   /**
    * Called once if the interface is deleted under the engine (`ip link del`), which leaves it
    * nothing to carry; checked about once a second. The engine is closed by then. wireguard-go
@@ -44,7 +47,7 @@ export function timingsFromEnv(env = process.env): Timings {
 export class Engine implements Configurable {
   readonly device: Device;
   private bind: Bind | null = null;
-  private readonly tick: NodeJS.Timeout;
+  private tick: NodeJS.Timeout | null = null;
   private closed = false;
 
   private constructor(private readonly tun: Tun, readonly datapath: Datapath, opts: EngineOptions) {
@@ -59,17 +62,36 @@ export class Engine implements Configurable {
       logger: opts.logger,
     });
     tun.start((b) => this.device.handleTunBatch(b));
-    const tickMs = opts.tickMs ?? 100;
-    const checkEvery = Math.max(1, Math.round(1000 / tickMs));
-    let ticks = 0;
-    this.tick = setInterval(() => {
+    const timings = opts.timings ?? PROTOCOL_TIMINGS;
+    // Every deadline an event arms lies at least min(rekeyTimeout, keepaliveTimeout) ahead (the
+    // persistent keepalive at least 1 s): sleeping no longer than half of that never misses one.
+    this.maxTickMs = opts.maxTickMs ?? Math.min(1000, timings.rekeyTimeout / 2, timings.keepaliveTimeout / 2);
+    this.onInterfaceGone = opts.onInterfaceGone;
+    this.armTick();
+  }
+
+  private readonly maxTickMs: number;
+  private readonly onInterfaceGone?: (ifname: string) => void;
+  private lastAttachCheck = performance.now();
+
+  /** Sleeps until the earliest armed timer, at most maxTickMs, then runs the device's timers. */
+  private armTick(): void {
+    if (this.closed) return;
+    const wait = Math.max(1, Math.min(this.maxTickMs, Math.ceil(this.device.msUntilNextTimer())));
+    this.tick = setTimeout(() => {
       this.device.tick();
-      if (++ticks % checkEvery === 0 && !tun.attached()) {
-        const ifname = tun.name;
-        this.close();
-        opts.onInterfaceGone?.(ifname);
+      const now = performance.now();
+      if (now - this.lastAttachCheck >= 1000) {
+        this.lastAttachCheck = now;
+        if (!this.tun.attached()) {
+          const ifname = this.tun.name;
+          this.close();
+          this.onInterfaceGone?.(ifname);
+          return;
+        }
       }
-    }, tickMs);
+      this.armTick();
+    }, wait);
   }
 
   static async open(opts: EngineOptions): Promise<Engine> {
@@ -148,7 +170,7 @@ export class Engine implements Configurable {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    clearInterval(this.tick);
+    if (this.tick) clearTimeout(this.tick);
     this.device.close();
     this.bind?.close();
     this.tun.close();

@@ -93,6 +93,11 @@ export class Timers {
     this.zeroKeyMaterial = this.persistentKeepalive = OFF;
   }
 
+  /** The earliest armed deadline (Infinity: none). */
+  earliest(): number {
+    return Math.min(this.retransmitHandshake, this.sendKeepalive, this.newHandshake, this.zeroKeyMaterial, this.persistentKeepalive);
+  }
+
   isArmed(deadline: number): boolean {
     return deadline !== OFF;
   }
