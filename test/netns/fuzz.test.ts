@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Topology, genKey, ping, wgDump, wgSetup, waitFor, ROOT, type Impl } from './harness.js';
+import { genKey, ping, twoHosts, wgDump, wgSetup, waitFor, ROOT, type Impl } from './harness.js';
 
 const FUZZER = join(ROOT, 'dist', 'test', 'netns', 'helpers', 'fuzzer.js');
 const SECONDS = 6;
@@ -18,11 +18,7 @@ const RELAY_OUTER = '192.168.241.1:40001';
 // wireguard-go as the target is the self-check: the relay and every assertion hold for it too.
 for (const impl of ['wireguard-go', 'meshd', 'meshd-reference'] as Impl[]) {
   test(`fuzzing ${impl}'s UDP port does not disturb a legitimate peer`, { timeout: 60_000 }, async (tc) => {
-    const t = new Topology();
-    tc.after(() => t.cleanup());
-    const a = await t.addNamespace('a');
-    const b = await t.addNamespace('b');
-    await t.link(a, 'va', '192.168.241.1/24', b, 'vb', '192.168.241.2/24');
+    const { t, a, b } = await twoHosts(tc);
     const ifA = t.name('wa');
     const ifB = t.name('wb');
     await t.startWireguard(a, ifA, 'wireguard-go');

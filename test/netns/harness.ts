@@ -176,6 +176,21 @@ function nodad(addr: string): string[] {
   return addr.includes(':') ? ['nodad'] : [];
 }
 
+/**
+ * The two hosts of shared/testbed/baseline.sh: namespaces a and b joined by a veth pair
+ * (192.168.241.1/24 and .2, or fd01::1/64 and ::2 with underlay6), removed when the test ends.
+ */
+export async function twoHosts(tc: { after(fn: () => unknown): void }, opts: { underlay6?: boolean } = {}) {
+  const t = new Topology();
+  tc.after(() => t.cleanup());
+  const a = await t.addNamespace('a');
+  const b = await t.addNamespace('b');
+  const [ulA, ulB] = opts.underlay6 ? ['fd01::1', 'fd01::2'] : ['192.168.241.1', '192.168.241.2'];
+  const plen = opts.underlay6 ? 64 : 24;
+  await t.link(a, 'va', `${ulA}/${plen}`, b, 'vb', `${ulB}/${plen}`);
+  return { t, a, b, ulA, ulB };
+}
+
 export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (Date.now() < end) {

@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, genKey, ping, wgDump, wgSetup, waitFor, type Impl, MESHD, MESHD_ENGINE } from './harness.js';
+import { Topology, genKey, ping, twoHosts, wgDump, wgSetup, waitFor, type Impl, MESHD, MESHD_ENGINE } from './harness.js';
 
 interface Pair {
   t: Topology;
@@ -24,13 +24,7 @@ interface Pair {
 
 /** Two configured, up, but not yet handshaken ends; removed when the test ends, however it ends. */
 async function pair(tc: TestContext, implA: Impl, implB: Impl, opts: { underlay6?: boolean; env?: NodeJS.ProcessEnv; psk?: [string?, string?] } = {}): Promise<Pair> {
-  const t = new Topology();
-  tc.after(() => t.cleanup());
-  const a = await t.addNamespace('a');
-  const b = await t.addNamespace('b');
-  const [ulA, ulB] = opts.underlay6 ? ['fd01::1', 'fd01::2'] : ['192.168.241.1', '192.168.241.2'];
-  const plen = opts.underlay6 ? 64 : 24;
-  await t.link(a, 'va', `${ulA}/${plen}`, b, 'vb', `${ulB}/${plen}`);
+  const { t, a, b, ulA, ulB } = await twoHosts(tc, { underlay6: opts.underlay6 });
   const ifA = t.name('wa');
   const ifB = t.name('wb');
   await t.startWireguard(a, ifA, implA, opts.env);
@@ -251,11 +245,7 @@ function enginePid(ifname: string): number | null {
 }
 
 test('wg-quick up and down with meshd-engine as its userspace implementation, against wireguard-go', { timeout: 60_000 }, async (tc) => {
-  const t = new Topology();
-  tc.after(() => t.cleanup());
-  const a = await t.addNamespace('a');
-  const b = await t.addNamespace('b');
-  await t.link(a, 'va', '192.168.241.1/24', b, 'vb', '192.168.241.2/24');
+  const { t, a, b } = await twoHosts(tc);
   const ifA = t.name('wa');
   const ifB = t.name('wb');
   // wg-quick takes the kernel's WireGuard when it has one; then there is nothing of ours to test
