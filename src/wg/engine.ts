@@ -48,6 +48,9 @@ export class Engine implements Configurable {
   readonly device: Device;
   private bind: Bind | null = null;
   private tick: NodeJS.Timeout | null = null;
+  private readonly maxTickMs: number;
+  private readonly onInterfaceGone?: (ifname: string) => void;
+  private lastAttachCheck = performance.now();
   private closed = false;
 
   private constructor(private readonly tun: Tun, readonly datapath: Datapath, opts: EngineOptions) {
@@ -69,10 +72,6 @@ export class Engine implements Configurable {
     this.onInterfaceGone = opts.onInterfaceGone;
     this.armTick();
   }
-
-  private readonly maxTickMs: number;
-  private readonly onInterfaceGone?: (ifname: string) => void;
-  private lastAttachCheck = performance.now();
 
   /** Sleeps until the earliest armed timer, at most maxTickMs, then runs the device's timers. */
   private armTick(): void {
