@@ -32,7 +32,7 @@ export interface NativeAddon {
   /** Sets MTU and transmit queue length with ioctls on the interface. */
   ifaceConfigure(name: string, mtu: number, txqueuelen: number): void;
   /** Reads up to max packets into slots at `headroom`; the count (0: none; -EINVAL: slot too small). */
-  tunRead(fd: number, data: Buffer, slotSize: number, headroom: number, offset: Int32Array, length: Int32Array, max: number): number;
+  tunRead(fd: number, data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, headroom: number, max: number): number;
   tunWrite(fd: number, data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, count: number): number;
   /** 0 while the fd has its interface; -EBADFD after the interface was deleted. */
   tunAttached(fd: number): number;

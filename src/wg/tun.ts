@@ -37,7 +37,7 @@ class NativeTun implements Tun {
     // Level-triggered: whatever one wakeup leaves queued wakes the next loop iteration.
     this.poller = new addon.Poller(this.fd, () => {
       for (let round = 0; round < MAX_ROUNDS && !this.closed; round++) {
-        const n = addon.tunRead(this.fd, b.data, SLOT_SIZE, HEADROOM, b.offset, b.length, b.capacity);
+        const n = addon.tunRead(this.fd, b.data, SLOT_SIZE, b.offset, b.length, HEADROOM, b.capacity);
         if (n <= 0) return;
         b.count = n;
         onBatch(b);

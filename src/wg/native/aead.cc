@@ -35,27 +35,22 @@ static void Nonce(const uint8_t* slotStart, uint8_t out[12]) {
 // header's, at bytes 8..16 of each slot (little-endian), so no counter array crosses over.
 static Napi::Value SealBatch(const Napi::CallbackInfo& info) {
   EVP_CIPHER_CTX* ctx = static_cast<AeadContexts*>(info.Data())->seal;
-  auto data = Bytes(info[0]);
-  size_t slot = info[1].As<Napi::Number>().Uint32Value();
-  auto offset = Array<int32_t>(info[2]);
-  auto length = Array<int32_t>(info[3]);
+  Slots s = SlotArgs(info, 0);
   auto keys = Bytes(info[4]);
   size_t count = info[5].As<Napi::Number>().Uint32Value();
   uint8_t nonce[12];
-  for (size_t i = 0; slot >= 16 && i < count && i < offset.length && i < length.length && (i + 1) * slot <= data.length && (i + 1) * 32 <= keys.length; i++) {
-    int32_t len = length.data[i];
+  for (size_t i = 0; s.slot >= 16 && i < count && i < s.Count() && (i + 1) * 32 <= keys.length; i++) {
+    int32_t len = s.length.data[i];
     if (len < 0) continue;
-    if (offset.data[i] < 0) { length.data[i] = -1; continue; }
-    size_t start = i * slot + offset.data[i];
-    if (start + len + 16 > data.length) { length.data[i] = -1; continue; }
-    uint8_t* p = data.data + start;
-    Nonce(data.data + i * slot, nonce);
+    uint8_t* p = s.Packet(i, 16);
+    if (p == nullptr) { s.length.data[i] = -1; continue; }
+    Nonce(s.data.data + i * s.slot, nonce);
     int outl = 0;
     if (EVP_EncryptInit_ex(ctx, nullptr, nullptr, keys.data + i * 32, nonce) != 1 ||
         EVP_EncryptUpdate(ctx, p, &outl, p, len) != 1 ||
         EVP_EncryptFinal_ex(ctx, p + outl, &outl) != 1 ||
         EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, p + len) != 1) {
-      length.data[i] = -1;
+      s.length.data[i] = -1;
     }
   }
   return info.Env().Undefined();
@@ -64,23 +59,18 @@ static Napi::Value SealBatch(const Napi::CallbackInfo& info) {
 // openBatch(data, slotSize, offset, length, keys, ok, count)
 static Napi::Value OpenBatch(const Napi::CallbackInfo& info) {
   EVP_CIPHER_CTX* ctx = static_cast<AeadContexts*>(info.Data())->open;
-  auto data = Bytes(info[0]);
-  size_t slot = info[1].As<Napi::Number>().Uint32Value();
-  auto offset = Array<int32_t>(info[2]);
-  auto length = Array<int32_t>(info[3]);
+  Slots s = SlotArgs(info, 0);
   auto keys = Bytes(info[4]);
   auto ok = Array<uint8_t>(info[5]);
   size_t count = info[6].As<Napi::Number>().Uint32Value();
   uint8_t nonce[12];
-  for (size_t i = 0; slot >= 16 && i < count && i < offset.length && i < length.length && i < ok.length && (i + 1) * slot <= data.length && (i + 1) * 32 <= keys.length; i++) {
+  for (size_t i = 0; s.slot >= 16 && i < count && i < s.Count() && i < ok.length && (i + 1) * 32 <= keys.length; i++) {
     ok.data[i] = 0;
-    int32_t len = length.data[i];
-    if (len < 16 || offset.data[i] < 0) continue;
-    size_t start = i * slot + offset.data[i];
-    if (start + len > data.length) continue;
-    uint8_t* p = data.data + start;
+    int32_t len = s.length.data[i];
+    uint8_t* p = len < 16 ? nullptr : s.Packet(i);
+    if (p == nullptr) continue;
     int body = len - 16;
-    Nonce(data.data + i * slot, nonce);
+    Nonce(s.data.data + i * s.slot, nonce);
     int outl = 0;
     if (EVP_DecryptInit_ex(ctx, nullptr, nullptr, keys.data + i * 32, nonce) != 1 ||
         EVP_DecryptUpdate(ctx, p, &outl, p, body) != 1 ||

@@ -60,31 +60,26 @@ static Napi::Value IfaceConfigure(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// tunRead(fd, data, slotSize, headroom, offset, length, max) -> packets read (0: none), -EINVAL
+// tunRead(fd, data, slotSize, offset, length, headroom, max) -> packets read (0: none), -EINVAL
 // for a slot too small. Packet i lands at offset `headroom` of slot i.
 static Napi::Value TunRead(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
-  auto data = Bytes(info[1]);
-  size_t slot = info[2].As<Napi::Number>().Uint32Value();
-  int headroom = info[3].As<Napi::Number>().Int32Value();
-  auto offset = Array<int32_t>(info[4]);
-  auto length = Array<int32_t>(info[5]);
+  Slots s = SlotArgs(info, 1);
+  int headroom = info[5].As<Napi::Number>().Int32Value();
   size_t max = info[6].As<Napi::Number>().Uint32Value();
   // A slot must hold the headroom, a packet, and the padding and tag added in place later.
-  if (headroom < 0 || slot < (size_t)headroom + 32 + 576) return Napi::Number::New(info.Env(), -EINVAL);
-  if (max > offset.length) max = offset.length;
-  if (max > length.length) max = length.length;
-  if (max > data.length / slot) max = data.length / slot;
+  if (headroom < 0 || s.slot < (size_t)headroom + 32 + 576) return Napi::Number::New(info.Env(), -EINVAL);
+  if (max > s.Count()) max = s.Count();
   size_t n = 0;
   while (n < max) {
-    uint8_t* p = data.data + n * slot + headroom;
-    ssize_t r = read(fd, p, slot - headroom - 32);  // room for padding and the tag
+    uint8_t* p = s.data.data + n * s.slot + headroom;
+    ssize_t r = read(fd, p, s.slot - headroom - 32);  // room for padding and the tag
     if (r < 0) {
       if (errno == EINTR) continue;
       break;  // EAGAIN: drained. Other errors: the poller reports them.
     }
-    offset.data[n] = headroom;
-    length.data[n] = (int32_t)r;
+    s.offset.data[n] = headroom;
+    s.length.data[n] = (int32_t)r;
     n++;
   }
   return Napi::Number::New(info.Env(), (double)n);
@@ -94,19 +89,15 @@ static Napi::Value TunRead(const Napi::CallbackInfo& info) {
 // are skipped.
 static Napi::Value TunWrite(const Napi::CallbackInfo& info) {
   int fd = info[0].As<Napi::Number>().Int32Value();
-  auto data = Bytes(info[1]);
-  size_t slot = info[2].As<Napi::Number>().Uint32Value();
-  auto offset = Array<int32_t>(info[3]);
-  auto length = Array<int32_t>(info[4]);
+  Slots s = SlotArgs(info, 1);
   size_t count = info[5].As<Napi::Number>().Uint32Value();
   size_t written = 0;
-  for (size_t i = 0; i < count && i < offset.length && i < length.length; i++) {
-    int32_t len = length.data[i];
-    if (len <= 0 || offset.data[i] < 0) continue;
-    size_t start = i * slot + offset.data[i];
-    if (start + len > data.length) continue;
+  for (size_t i = 0; i < count && i < s.Count(); i++) {
+    int32_t len = s.length.data[i];
+    uint8_t* p = len <= 0 ? nullptr : s.Packet(i);
+    if (p == nullptr) continue;
     ssize_t r;
-    do r = write(fd, data.data + start, len); while (r < 0 && errno == EINTR);
+    do r = write(fd, p, len); while (r < 0 && errno == EINTR);
     if (r == len) written++;  // a full queue drops the packet, as a NIC would
   }
   return Napi::Number::New(info.Env(), (double)written);

@@ -163,18 +163,14 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   // Datagram i lands at offset 0 of slot i; a datagram larger than a slot gets length -1.
   Napi::Value Recv(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto data = Bytes(info[0]);
-    size_t slot = info[1].As<Napi::Number>().Uint32Value();
-    auto offset = Array<int32_t>(info[2]);
-    auto length = Array<int32_t>(info[3]);
+    Slots s = SlotArgs(info, 0);
     auto addr = Bytes(info[4]);
     auto port = Array<uint16_t>(info[5]);
     if (fd_ < 0) return Napi::Number::New(env, -EBADF);
-    if (slot == 0) return Napi::Number::New(env, -EINVAL);
-    size_t max = msgs_.size();
-    max = std::min({max, data.length / slot, offset.length, length.length, addr.length / 16, port.length});
+    if (s.slot == 0) return Napi::Number::New(env, -EINVAL);
+    size_t max = std::min({msgs_.size(), s.Count(), addr.length / 16, port.length});
     for (size_t i = 0; i < max; i++) {
-      iov_[i] = {data.data + i * slot, slot};
+      iov_[i] = {s.data.data + i * s.slot, s.slot};
       msghdr& h = msgs_[i].msg_hdr;
       h = msghdr{};
       h.msg_iov = &iov_[i];
@@ -191,8 +187,8 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
       return Napi::Number::New(env, -errno);
     }
     for (int i = 0; i < n; i++) {
-      offset.data[i] = 0;
-      length.data[i] = (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) ? -1 : (int32_t)msgs_[i].msg_len;
+      s.offset.data[i] = 0;
+      s.length.data[i] = (msgs_[i].msg_hdr.msg_flags & MSG_TRUNC) ? -1 : (int32_t)msgs_[i].msg_len;
       ToSlot(names_[i], addr.data + i * 16, &port.data[i]);
     }
     return Napi::Number::New(env, n);
@@ -203,28 +199,24 @@ class UdpSocket : public Napi::ObjectWrap<UdpSocket> {
   // lossy network would, and the rest of the batch still goes out.
   Napi::Value Send(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto data = Bytes(info[0]);
-    size_t slot = info[1].As<Napi::Number>().Uint32Value();
-    auto offset = Array<int32_t>(info[2]);
-    auto length = Array<int32_t>(info[3]);
+    Slots s = SlotArgs(info, 0);
     auto addr = Bytes(info[4]);
     auto port = Array<uint16_t>(info[5]);
     size_t count = info[6].As<Napi::Number>().Uint32Value();
     if (fd_ < 0) return Napi::Number::New(env, -EBADF);
-    count = std::min({count, offset.length, length.length, addr.length / 16, port.length});
+    count = std::min({count, s.Count(), addr.length / 16, port.length});
     size_t sent = 0;
     size_t i = 0;
     while (i < count) {
       // Fill up to capacity messages, then flush; a batch larger than the capacity takes more rounds.
       size_t m = 0;
       for (; i < count && m < msgs_.size(); i++) {
-        int32_t len = length.data[i];
-        if (len <= 0 || offset.data[i] < 0) continue;
-        size_t start = i * slot + offset.data[i];
-        if (start + len > data.length) continue;
+        int32_t len = s.length.data[i];
+        uint8_t* p = len <= 0 ? nullptr : s.Packet(i);
+        if (p == nullptr) continue;
         socklen_t namelen = FromSlot(family_, addr.data + i * 16, port.data[i], &names_[m]);
         if (namelen == 0) continue;
-        iov_[m] = {data.data + start, (size_t)len};
+        iov_[m] = {p, (size_t)len};
         msghdr& h = msgs_[m].msg_hdr;
         h = msghdr{};
         h.msg_iov = &iov_[m];
