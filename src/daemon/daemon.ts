@@ -17,7 +17,7 @@ import { formatEndpoint } from '../wg/endpoint.js';
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
 import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
 import { createInvite, parseInvite } from '../discovery/invite.js';
 import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
@@ -36,6 +36,11 @@ import { TunnelProber } from './prober.js';
  * every 2 minutes (REKEY_AFTER_TIME) while persistent keepalives flow.
  */
 const WORKING_HANDSHAKE_MS = 180_000;
+
+/** The session with a peer works: a handshake (epoch ms, 0 = never) within WORKING_HANDSHAKE_MS. */
+function recentHandshake(lastHandshakeMs: number, now: number): boolean {
+  return lastHandshakeMs > 0 && now - lastHandshakeMs < WORKING_HANDSHAKE_MS;
+}
 
 /** How often status's latency is measured: one ICMP echo per member through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
@@ -269,7 +274,7 @@ export class Daemon {
       const key = m.record?.wgPublicKey ?? null;
       const wg = key ? byKey.get(key) : undefined;
       const lastHandshake = wg && wg.lastHandshakeMs > 0 ? wg.lastHandshakeMs : null;
-      const fresh = lastHandshake !== null && Date.now() - lastHandshake < 180_000;
+      const fresh = wg !== undefined && recentHandshake(wg.lastHandshakeMs, Date.now());
       peers.push({
         name: m.name,
         meshIp: m.meshIp,
@@ -443,7 +448,7 @@ export class Daemon {
   private localEndpoints(): string[] {
     const port = this.engine.listenPort;
     return localAddresses(this.opts.ifname)
-      .filter((a) => a.family === 'IPv4' || !a.address.startsWith('fe80'))
+      .filter((a) => !isLinkLocal(a))
       .map((a) => (a.family === 'IPv4' ? `${a.address}:${port}` : `[${a.address}]:${port}`));
   }
 
@@ -504,12 +509,11 @@ export class Daemon {
     const desired = ledger.members()
       .filter((m) => m.peerId !== this.peerId && m.record)
       .map((m) => {
-        const last = handshakes.get(m.record!.wgPublicKey) ?? null;
         return {
           wgPublicKey: m.record!.wgPublicKey,
           meshIp: m.meshIp,
           endpoints: [...m.record!.endpoints],
-          working: last !== null && last > 0 && now - last < WORKING_HANDSHAKE_MS,
+          working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
         };
       });
     const change = reconcile(desired, snapshot, {

@@ -11,11 +11,11 @@
 // Lower is better; ties keep the member's own order (Array.prototype.sort is stable).
 import { addrFromString, isV4Mapped, type Endpoint } from '../wg/endpoint.js';
 import { maskAddr } from '../wg/prefix.js';
-import type { LocalAddress } from './kernel.js';
+import { isLinkLocal, type LocalAddress } from './kernel.js';
 
 export function endpointRank(local: readonly LocalAddress[]): (e: Endpoint) => number {
   const subnets = local
-    .filter((a) => !(a.family === 'IPv6' && a.address.toLowerCase().startsWith('fe80')))
+    .filter((a) => !isLinkLocal(a))
     .map((a) => {
       const addr = addrFromString(a.address);
       const bits = a.family === 'IPv4' ? 96 + a.prefixlen : a.prefixlen;

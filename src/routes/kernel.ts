@@ -151,6 +151,11 @@ export async function flushAddresses(ifname: string): Promise<void> {
  * endpoint needs anyway. IPv6 link-local addresses are included; callers that publish endpoints
  * filter them.
  */
+/** An IPv6 link-local address (fe80::/10): reachable only on its own link, never an endpoint. */
+export function isLinkLocal(a: LocalAddress): boolean {
+  return a.family === 'IPv6' && /^fe[89ab]/i.test(a.address);
+}
+
 export function localAddresses(skipIfname?: string): LocalAddress[] {
   const out: LocalAddress[] = [];
   for (const [ifname, addrs] of Object.entries(networkInterfaces())) {

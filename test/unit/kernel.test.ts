@@ -4,22 +4,13 @@
 // after a failure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { KernelError, addAddress, localAddresses, runIp } from '../../src/routes/kernel.js';
-import { runInNamespace } from './helpers/netns-child.js';
+import { cannotRunInNamespace, runInNamespace } from './helpers/netns-child.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/kernel-child.js', import.meta.url));
 
-function cannotRun(): string | false {
-  if (process.getuid?.() !== 0) return 'needs root';
-  try {
-    execFileSync('ip', ['-V'], { stdio: 'ignore' });
-  } catch {
-    return 'needs iproute2';
-  }
-  return false;
-}
+const cannotRun = () => cannotRunInNamespace();
 
 interface IpAddr { ifname: string; mtu: number; flags: string[]; addr_info: { family: string; local: string; prefixlen: number }[] }
 interface IpRoute { dst: string; dev: string }

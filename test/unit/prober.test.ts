@@ -3,11 +3,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { runInNamespace } from './helpers/netns-child.js';
+import { cannotRunInNamespace, runInNamespace } from './helpers/netns-child.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/prober-child.js', import.meta.url));
 
-test('ICMP probes: answered addresses get a round trip, others none, stale figures expire', { skip: process.getuid?.() !== 0 && 'needs root' }, async (t) => {
+test('ICMP probes: answered addresses get a round trip, others none, stale figures expire', { skip: cannotRunInNamespace() }, async (t) => {
   const { report: r, code } = await runInNamespace(t, 'mdp', CHILD, { timeoutMs: 20_000 });
   assert.equal(code, 0);
   for (const key of ['one', 'two', 'again']) {

@@ -3,25 +3,14 @@
 // network; the namespace is removed afterwards, also after a failure.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { HEADROOM } from '../../src/wg/batch.js';
 import { openTun } from '../../src/wg/tun.js';
-import { runInNamespace } from './helpers/netns-child.js';
+import { cannotRunInNamespace, runInNamespace } from './helpers/netns-child.js';
 
 const CHILD = fileURLToPath(new URL('./helpers/tun-child.js', import.meta.url));
 
-function cannotRun(): string | false {
-  if (process.getuid?.() !== 0) return 'needs root';
-  if (!existsSync('/dev/net/tun')) return 'no /dev/net/tun';
-  try {
-    execFileSync('ip', ['-V'], { stdio: 'ignore' });
-  } catch {
-    return 'needs iproute2';
-  }
-  return false;
-}
+const cannotRun = () => cannotRunInNamespace({ tun: true });
 
 test('bad arguments fail before any interface exists', () => {
   assert.throws(() => openTun('mdt-name-too-long-for-linux'), /1-15 characters/);

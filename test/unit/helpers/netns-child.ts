@@ -2,9 +2,22 @@
 // reported: the last line it printed, as JSON. The namespace is deleted and the child killed (by
 // PID) when the test ends, also after a failure; a child that hangs is killed after timeoutMs.
 import { execFileSync, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
+
+/** Why a namespace test cannot run here (a test's `skip`), or false: root, iproute2, and a TUN if asked. */
+export function cannotRunInNamespace(opts: { tun?: boolean } = {}): string | false {
+  if (process.getuid?.() !== 0) return 'needs root';
+  if (opts.tun && !existsSync('/dev/net/tun')) return 'no /dev/net/tun';
+  try {
+    execFileSync('ip', ['-V'], { stdio: 'ignore' });
+  } catch {
+    return 'needs iproute2';
+  }
+  return false;
+}
 
 export async function runInNamespace(
   t: TestContext, prefix: string, script: string, opts: { timeoutMs: number; env?: (ns: string) => NodeJS.ProcessEnv },
