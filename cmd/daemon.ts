@@ -4,6 +4,8 @@ import { datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine
 import { createLogger } from '../src/util/log.js';
 import { stateDir } from './common.js';
 
+const collect = (v: string, list: string[]) => [...list, v];
+
 const port = (v: string) => {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`invalid port ${v}`);
@@ -17,8 +19,13 @@ export function daemonCommand(): Command {
     .option('--listen-port <port>', 'WireGuard UDP port', port, 51820)
     .option('--p2p-port <port>', 'libp2p TCP port', port, 4001)
     .option('--name <name>', 'this node\'s name in the mesh (default: the hostname)')
+    .option('--announce <host>', 'an address or DNS name where this node is reachable on its own ports (a floating IP); repeatable, goes first in invites and records', collect, [])
+    .option('--announce-udp <host:port>', 'where its WireGuard port is reachable through a port forward that changes the port; repeatable', collect, [])
+    .option('--announce-tcp <host:port>', 'where its libp2p port is reachable through a port forward that changes the port; repeatable', collect, [])
     .addOption(new Option('--datapath <kind>', 'native or reference').choices(['native', 'reference']))
-    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath }, cmd: Command) => {
+    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[] }, cmd: Command) => {
+      const { parseAnnounce } = await import('../src/discovery/addresses.js');
+      const announce = parseAnnounce({ hosts: opts.announce, udp: opts.announceUdp, tcp: opts.announceTcp });
       if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a network interface)');
       const logger = createLogger('meshd');
       // Loaded here, not at the top: libp2p takes about a second to import, and the other
@@ -34,6 +41,7 @@ export function daemonCommand(): Command {
         listenPort: opts.listenPort,
         p2pPort: opts.p2pPort,
         name: opts.name,
+        announce,
         datapath: opts.datapath ?? datapathFromEnv(),
         timings: timingsFromEnv(),
         settleMs: process.env.MESHD_SETTLE_MS ? Number(process.env.MESHD_SETTLE_MS) : undefined,

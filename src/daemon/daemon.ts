@@ -17,18 +17,19 @@ import { formatEndpoint } from '../wg/endpoint.js';
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
 import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
 import { createInvite, parseInvite } from '../discovery/invite.js';
 import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
 import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
-import { createMeshNode } from '../discovery/p2p.js';
+import { createMeshNode, isLoopbackAddr, peerOf } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/gossip.js';
 import { join as joinNetwork, serveJoin } from '../discovery/join.js';
 import { reconcile } from './reconcile.js';
 import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
+import { NO_ANNOUNCE, advertisedEndpoints, advertisedMultiaddrs, resolveAnnounce, type Announce } from '../discovery/addresses.js';
 import { TunnelProber } from './prober.js';
 
 /**
@@ -57,6 +58,8 @@ export interface DaemonOptions {
   /** How long an admitting member waits for a competing admission before answering. */
   settleMs?: number;
   persistentKeepalive?: number;
+  /** Addresses where this node is reachable that it cannot see itself (floating IPs, forwards). */
+  announce?: Announce;
   /** The WireGuard interface was deleted under the daemon; the engine is closed by then. */
   onInterfaceGone?: (ifname: string) => void;
 }
@@ -201,7 +204,10 @@ export class Daemon {
   async invite(p: { ttlMs?: number; uses?: number }): Promise<{ token: string; expires: number; uses: number }> {
     const { network, ledger } = this.requireNetwork();
     if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can create invites');
-    const bootstrap = this.node!.getMultiaddrs().map((m) => m.toString());
+    const bootstrap = this.inviteBootstrap((await this.advertised()).multiaddrs);
+    if (bootstrap.length === 0) {
+      throw new DaemonError('EADDRNOTAVAIL', 'this node has no address another machine could reach (only loopback): give meshd daemon --announce HOST');
+    }
     const inv = await createInvite(this.identity, network, { ttlMs: p.ttlMs, uses: p.uses, bootstrap }, Date.now());
     return { token: inv.token, expires: inv.expires, uses: inv.uses };
   }
@@ -214,7 +220,7 @@ export class Daemon {
     const node = await this.createNode(network, invite.bootstrap);
     try {
       const t1 = performance.now();
-      const self = await this.selfRecord(network, node);
+      const self = await this.selfRecord(network);
       const result = await joinNetwork(node, invite, self, { timeoutMs: 15_000 });
       const t2 = performance.now();
       const ledger = new Ledger(network);
@@ -336,7 +342,8 @@ export class Daemon {
     return createMeshNode({
       privateKey: this.identity,
       psk: network.psk,
-      listen: [`/ip4/0.0.0.0/tcp/${this.opts.p2pPort}`],
+      // IPv6 too (libp2p carries on with IPv4 alone on a host without IPv6).
+      listen: [`/ip4/0.0.0.0/tcp/${this.opts.p2pPort}`, `/ip6/::/tcp/${this.opts.p2pPort}`],
       bootstrap: [...bootstrap],
       mdns: true,
       gate: { allow: (peerId: string) => !(this.ledger?.revoked(peerId) ?? false) },
@@ -443,38 +450,73 @@ export class Daemon {
     }
   }
 
-  private lastEndpoints = '';
+  /** What our last record said about where to reach us, to republish only when it changes. */
+  private lastAdvertised = '';
 
-  private localEndpoints(): string[] {
-    const port = this.engine.listenPort;
-    return localAddresses(this.opts.ifname)
-      .filter((a) => !isLinkLocal(a))
-      .map((a) => (a.family === 'IPv4' ? `${a.address}:${port}` : `[${a.address}]:${port}`));
+  /**
+   * Where others reach this node (addresses.ts): announced addresses, then every public and
+   * private interface address; never loopback, link-local or the mesh's own.
+   */
+  private async advertised(meshCidr = this.network?.cidr ?? null): Promise<{ endpoints: string[]; multiaddrs: string[] }> {
+    const resolved = await resolveAnnounce(this.opts.announce ?? NO_ANNOUNCE);
+    if (resolved.unresolved.length > 0) this.log.warn({ names: resolved.unresolved }, 'announced names do not resolve; left out of the record');
+    const input = {
+      local: localAddresses(this.opts.ifname),
+      meshCidr,
+      udpPort: this.engine.listenPort,
+      tcpPort: this.p2pPort(),
+      peerId: this.peerId,
+      announce: resolved,
+    };
+    return { endpoints: advertisedEndpoints(input), multiaddrs: advertisedMultiaddrs(input) };
   }
 
-  private async selfRecord(network: NetworkInfo, node: Libp2p): Promise<SignedEnvelope> {
+  /** The libp2p TCP port: the one asked for, or the one the listener got for --p2p-port 0. */
+  private p2pPort(): number {
+    if (this.opts.p2pPort !== 0) return this.opts.p2pPort;
+    const tcp = this.node?.getMultiaddrs().flatMap((m) => m.getComponents()).find((c) => c.name === 'tcp');
+    return Number(tcp?.value ?? 0);
+  }
+
+  /**
+   * An invite's bootstrap list: our own addresses first, then other members' (so the join works
+   * while we are away), at most 16 (records.ts), taking in turn from each member.
+   */
+  private inviteBootstrap(own: readonly string[]): string[] {
+    const others = (this.ledger?.members() ?? [])
+      .filter((m) => m.peerId !== this.peerId && m.record)
+      .map((m) => m.record!.multiaddrs.filter((a) => peerOf(a) === m.peerId && !isLoopbackAddr(a)));
+    const out = own.slice(0, 8);
+    for (let i = 0; out.length < 16 && others.some((list) => i < list.length); i++) {
+      for (const list of others) if (i < list.length && out.length < 16) out.push(list[i]);
+    }
+    return out;
+  }
+
+  private async selfRecord(network: NetworkInfo): Promise<SignedEnvelope> {
     this.seq = Math.max(this.seq + 1, Date.now());
-    const endpoints = this.localEndpoints();
-    this.lastEndpoints = endpoints.join(',');
+    const { endpoints, multiaddrs } = await this.advertised(network.cidr);
+    this.lastAdvertised = JSON.stringify([endpoints, multiaddrs]);
     return record(this.identity, {
       network,
       wgPublicKey: toBase64(this.engine.device.publicKey!),
       name: this.name,
       endpoints,
-      multiaddrs: node.getMultiaddrs().map((m) => m.toString()),
+      multiaddrs,
       seq: this.seq,
     }, Date.now());
   }
 
   private async publishRecord(): Promise<void> {
     if (!this.network || !this.node || !this.sync) return;
-    const env = await this.selfRecord(this.network, this.node);
+    const env = await this.selfRecord(this.network);
     this.accept(env);
     await this.sync.publish(env);
   }
 
   private async publishRecordIfChanged(): Promise<void> {
-    if (this.localEndpoints().join(',') !== this.lastEndpoints) await this.publishRecord();
+    const now = await this.advertised();
+    if (JSON.stringify([now.endpoints, now.multiaddrs]) !== this.lastAdvertised) await this.publishRecord();
   }
 
   /** After any ledger change: our own address, our membership, the engine's peers. */

@@ -57,6 +57,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { eventId, type SignedEnvelope } from './signed.js';
+import { dialFirst } from './dialer.js';
 import type { Ledger } from './ledger.js';
 import { FrameError, FrameStream, isLoopbackAddr, noopLogger, peerOf, pubsubOf, type ConnectionGate, type MeshLogger } from './p2p.js';
 
@@ -517,7 +518,8 @@ export class LedgerSync {
   async #dial(peer: string, addrs: Multiaddr[], st: DialState): Promise<void> {
     const started = performance.now();
     try {
-      await this.#node.dial(addrs, { signal: AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#dialTimeoutMs)]) });
+      // All of its addresses at once, staggered: the first one listed may be unreachable from here.
+      await dialFirst(this.#node, addrs.map(String), { timeoutMs: this.#dialTimeoutMs, signal: this.#abort.signal });
       this.#log.debug({ peer, ms: Math.round(performance.now() - started) }, 'connected to a member');
       this.#dials.delete(peer);
     } catch (err) {

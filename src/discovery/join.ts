@@ -38,8 +38,9 @@
 //   class JoinError extends Error { code: 'refused' | 'unreachable' | 'timeout' | 'protocol' }
 //   join(node: Libp2p, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?: number })
 //       : Promise<{ meshIp: string; envelopes: SignedEnvelope[]; via: string }>
-//       dials invite.bootstrap in turn (loopback addresses last); the first member that answers
-//       decides. Throws JoinError.
+//       dials invite.bootstrap concurrently, staggered (dialer.ts; loopback addresses last); the
+//       first member that answers decides. Throws JoinError, whose message names every address
+//       tried and why it failed.
 //   serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<JoinServer>   never rejects
 //   interface ServeJoinOptions { ledger, admitterKey, sync?: { publish(env) }, settleMs? (500),
 //                                now?: () => number, logger?, onAdmit?(env), requestTimeoutMs? }
@@ -48,13 +49,14 @@ import '../util/polyfill.js';
 import type { Libp2p } from 'libp2p';
 import type { Connection, PrivateKey, Stream } from '@libp2p/interface';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { multiaddr } from '@multiformats/multiaddr';
 import { eventId, type SignedEnvelope } from './signed.js';
 import { EnvelopeError, parseEnvelope, type RecordBody } from './records.js';
 import { InviteError, parseInvite, type Invite } from './invite.js';
 import { admit, type Ledger } from './ledger.js';
 import { ledgerSnapshot } from './gossip.js';
 import { FrameError, FrameStream, dialOrder, noopLogger, peerOf, type MeshLogger } from './p2p.js';
+import { DialFailedError, dialFirst } from './dialer.js';
+import { hostPortOf } from './addresses.js';
 
 export const JOIN_PROTOCOL = '/meshd/join/1';
 
@@ -95,37 +97,38 @@ export async function join(
   const targets = dialOrder(invite.bootstrap.filter((a) => peerOf(a) !== self));
   if (targets.length === 0) throw new JoinError('unreachable', 'the invite lists no member to ask (no bootstrap addresses)');
 
-  const deadline = Date.now() + timeoutMs;
-  const failures: string[] = [];
-  for (const addr of targets) {
-    const left = deadline - Date.now();
-    if (left <= 0) break;
-    const signal = AbortSignal.timeout(left);
-    let stream: Stream;
-    try {
-      stream = await node.dialProtocol(multiaddr(addr), JOIN_PROTOCOL, { signal });
-    } catch (err) {
-      failures.push(`${addr}: ${(err as Error).message}`);
-      continue; // next member
+  // Every address at once, staggered (dialer.ts): an unreachable one costs only its own attempt.
+  const signal = AbortSignal.timeout(timeoutMs);
+  let dialled;
+  try {
+    dialled = await dialFirst(node, targets, { timeoutMs, signal });
+  } catch (err) {
+    if (err instanceof DialFailedError) {
+      throw new JoinError('unreachable', `no member of the network could be reached; tried ${err.failures.map((f) => `${hostPortOf(f.addr)} (${f.reason})`).join('; ')}`);
     }
-    // A member answered: its answer decides (another member would judge the invite the same).
-    const frames = new FrameStream(stream, MAX_REPLY_FRAME_BYTES);
-    try {
-      await frames.write({ invite: invite.token, record: selfRecord }, signal);
-      const result = await readReply(frames, signal);
-      await frames.close();
-      return { ...result, via: addr };
-    } catch (err) {
-      frames.abort(err as Error);
-      if (err instanceof JoinError) throw err;
-      if (signal.aborted) throw new JoinError('timeout', `no answer from ${addr} within ${timeoutMs} ms`);
-      throw new JoinError('protocol', `bad answer from ${addr}: ${(err as Error).message}`);
-    }
+    throw err;
   }
-  if (Date.now() >= deadline && failures.length < targets.length) {
-    throw new JoinError('timeout', `no member answered within ${timeoutMs} ms${failures.length ? ` (${failures.join('; ')})` : ''}`);
+  const addr = dialled.addr;
+  let stream: Stream;
+  try {
+    stream = await dialled.conn.newStream(JOIN_PROTOCOL, { signal });
+  } catch (err) {
+    if (signal.aborted) throw new JoinError('timeout', `${hostPortOf(addr)} connected but did not answer within ${timeoutMs} ms`);
+    throw new JoinError('protocol', `${hostPortOf(addr)} does not take joins: ${(err as Error).message}`);
   }
-  throw new JoinError('unreachable', `no member of the network could be reached: ${failures.join('; ')}`);
+  // A member answered: its answer decides (another member would judge the invite the same).
+  const frames = new FrameStream(stream, MAX_REPLY_FRAME_BYTES);
+  try {
+    await frames.write({ invite: invite.token, record: selfRecord }, signal);
+    const result = await readReply(frames, signal);
+    await frames.close();
+    return { ...result, via: addr };
+  } catch (err) {
+    frames.abort(err as Error);
+    if (err instanceof JoinError) throw err;
+    if (signal.aborted) throw new JoinError('timeout', `no answer from ${hostPortOf(addr)} within ${timeoutMs} ms`);
+    throw new JoinError('protocol', `bad answer from ${hostPortOf(addr)}: ${(err as Error).message}`);
+  }
 }
 
 async function readReply(frames: FrameStream, signal: AbortSignal): Promise<{ meshIp: string; envelopes: SignedEnvelope[] }> {

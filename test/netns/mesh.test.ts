@@ -8,20 +8,6 @@ import { ping, waitFor } from './harness.js';
 
 const STRANGER = fileURLToPath(new URL('./helpers/stranger.js', import.meta.url));
 
-async function fullMesh(lan: Lan, timeoutMs = 20_000): Promise<void> {
-  await waitFor(async () => {
-    for (const n of lan.nodes) {
-      const s = await lan.status(n).catch(() => null);
-      if (!s || s.peers.filter((p) => p.lastHandshake !== null).length < lan.nodes.length - 1) {
-        // pings make the handshakes happen
-        for (const p of s?.peers ?? []) void ping(lan.t, n.ns, p.meshIp, { count: 1, wait: 1 });
-        return false;
-      }
-    }
-    return true;
-  }, timeoutMs, 'a full mesh');
-}
-
 test('five daemons: init, joins (two at once through different members), everyone pings everyone', { timeout: 180_000 }, async (tc) => {
   const lan = new Lan();
   tc.after(() => lan.cleanup());
@@ -49,7 +35,7 @@ test('five daemons: init, joins (two at once through different members), everyon
   const ipOf = (out: string) => /this node is (\S+)/.exec(out)![1];
   assert.notEqual(ipOf(jc), ipOf(jd), 'concurrent joins get different addresses');
 
-  await fullMesh(lan);
+  await lan.fullMesh();
   const addresses = new Set<string>();
   for (const n of lan.nodes) {
     const s = await lan.status(n);

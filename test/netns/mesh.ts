@@ -1,8 +1,14 @@
-// Real `meshd daemon` processes in namespaces on one LAN bridge, driven through the CLI.
+// Real `meshd daemon` processes in namespaces, driven through the CLI, on two kinds of topology:
+//   Lan       every node on one bridge (192.168.77.0/24), as in an office or a home.
+//   Internet  every node on its own public-looking subnet behind one core router, with a default
+//             route, as servers at different providers are (198.20.<i>.0/24 and 2a0f:5e00:<i>::/64:
+//             ranges libp2p and meshd treat as public; they exist only inside these namespaces).
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Topology, waitFor, MESHD, type Proc } from './harness.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { Topology, ping, waitFor, MESHD, type Proc } from './harness.js';
 import type { Status } from '../../src/daemon/daemon.js';
 
 export interface MeshNode {
@@ -12,45 +18,27 @@ export interface MeshNode {
   stateDir: string;
   lanIp: string;
   proc: Proc | null;
+  /** Extra `meshd daemon` arguments (e.g. --announce). */
+  args: string[];
 }
 
-export class Lan {
+const run = promisify(execFile);
+
+/** Daemons and their CLI, whatever the topology. */
+export class MeshNet {
   readonly t = new Topology();
   readonly nodes: MeshNode[] = [];
-  private hub = '';
-  private readonly root = mkdtempSync(join(tmpdir(), 'meshd-mesh-'));
+  protected readonly root = mkdtempSync(join(tmpdir(), 'meshd-mesh-'));
 
-  /** A namespace holding the bridge every node plugs into. */
-  async init(): Promise<void> {
-    this.hub = await this.t.addNamespace('hub');
-    await this.t.exec(this.hub, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
-    await this.t.exec(this.hub, 'ip', ['link', 'set', 'br0', 'up']);
-  }
-
-  /**
-   * A namespace plugged into the bridge as 192.168.77.<i>/24. `before` runs in the new namespace
-   * before the LAN link exists, so interfaces it makes come first in the node's address list.
-   */
-  async addNode(name: string, opts: { before?: (ns: string) => Promise<void> } = {}): Promise<MeshNode> {
-    const i = this.nodes.length + 1;
-    const ns = await this.t.addNamespace(`n${i}`);
-    await opts.before?.(ns);
-    const host = this.t.name(`e${i}`);
-    const port = this.t.name(`p${i}`);
-    const { execFile } = await import('node:child_process');
-    const { promisify } = await import('node:util');
-    await promisify(execFile)('ip', ['link', 'add', host, 'netns', ns, 'type', 'veth', 'peer', 'name', port, 'netns', this.hub]);
-    await this.t.exec(this.hub, 'ip', ['link', 'set', port, 'master', 'br0', 'up']);
-    const lanIp = `192.168.77.${i}`;
-    await this.t.exec(ns, 'ip', ['addr', 'add', `${lanIp}/24`, 'dev', host]);
-    await this.t.exec(ns, 'ip', ['link', 'set', host, 'up']);
-    const node: MeshNode = { name, ns, ifname: this.t.name(`m${i}`), stateDir: join(this.root, name), lanIp, proc: null };
+  /** A node in namespace `ns` (number i: its interface is <prefix>m<i>), built by a topology. */
+  node(name: string, ns: string, i: number, lanIp: string, args: string[] = []): MeshNode {
+    const node: MeshNode = { name, ns, ifname: this.t.name(`m${i}`), stateDir: join(this.root, name), lanIp, proc: null, args };
     this.nodes.push(node);
     return node;
   }
 
   async start(node: MeshNode, env: NodeJS.ProcessEnv = {}): Promise<void> {
-    node.proc = this.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name], { LOG_LEVEL: 'warn', ...env });
+    node.proc = this.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name, ...node.args], { LOG_LEVEL: 'warn', ...env });
     this.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
     const proc = node.proc;
     // The socket file may be a stale one of a killed daemon: wait until the new daemon answers.
@@ -77,8 +65,89 @@ export class Lan {
     return JSON.parse(await this.cli(node, ['invite', '--json', ...extra])).token as string;
   }
 
+  /** Every node (of `nodes`) has had a handshake with every other (pings make them happen). */
+  async fullMesh(timeoutMs = 20_000, nodes: readonly MeshNode[] = this.nodes): Promise<void> {
+    await waitFor(async () => {
+      for (const n of nodes) {
+        const s = await this.status(n).catch(() => null);
+        if (!s || s.peers.filter((p) => p.lastHandshake !== null).length < nodes.length - 1) {
+          for (const p of s?.peers ?? []) void ping(this.t, n.ns, p.meshIp, { count: 1, wait: 1 });
+          return false;
+        }
+      }
+      return true;
+    }, timeoutMs, 'a full mesh');
+  }
+
   async cleanup(): Promise<void> {
     await this.t.cleanup();
     rmSync(this.root, { recursive: true, force: true });
+  }
+}
+
+export class Lan extends MeshNet {
+  private hub = '';
+
+  /** A namespace holding the bridge every node plugs into. */
+  async init(): Promise<void> {
+    this.hub = await this.t.addNamespace('hub');
+    await this.t.exec(this.hub, 'ip', ['link', 'add', 'br0', 'type', 'bridge']);
+    await this.t.exec(this.hub, 'ip', ['link', 'set', 'br0', 'up']);
+  }
+
+  /**
+   * A namespace plugged into the bridge as 192.168.77.<i>/24. `before` runs in the new namespace
+   * before the LAN link exists, so interfaces it makes come first in the node's address list.
+   */
+  async addNode(name: string, opts: { before?: (ns: string) => Promise<void> } = {}): Promise<MeshNode> {
+    const i = this.nodes.length + 1;
+    const ns = await this.t.addNamespace(`n${i}`);
+    await opts.before?.(ns);
+    const host = this.t.name(`e${i}`);
+    const port = this.t.name(`p${i}`);
+    await run('ip', ['link', 'add', host, 'netns', ns, 'type', 'veth', 'peer', 'name', port, 'netns', this.hub]);
+    await this.t.exec(this.hub, 'ip', ['link', 'set', port, 'master', 'br0', 'up']);
+    const lanIp = `192.168.77.${i}`;
+    await this.t.exec(ns, 'ip', ['addr', 'add', `${lanIp}/24`, 'dev', host]);
+    await this.t.exec(ns, 'ip', ['link', 'set', host, 'up']);
+    return this.node(name, ns, i, lanIp);
+  }
+}
+
+/** The public side of server i: its own /24 and /64 behind the core router. */
+export const publicV4 = (i: number) => `198.20.${i}.2`;
+export const publicV6 = (i: number) => `2a0f:5e00:${i}::2`;
+
+export class Internet extends MeshNet {
+  /** The core router every subnet hangs off; no NAT, plain forwarding. */
+  core = '';
+
+  async init(): Promise<void> {
+    this.core = await this.t.addNamespace('core');
+    await this.t.exec(this.core, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+    await this.t.exec(this.core, 'sysctl', ['-qw', 'net.ipv6.conf.all.forwarding=1']);
+  }
+
+  /**
+   * A server on its own public subnet: 198.20.<i>.2/24 (unless v4 is false) and 2a0f:5e00:<i>::2/64
+   * (unless v6 is false), with default routes through the core router.
+   */
+  async addServer(name: string, opts: { v4?: boolean; v6?: boolean; args?: string[] } = {}): Promise<MeshNode> {
+    const i = this.nodes.length + 1;
+    const ns = await this.t.addNamespace(`n${i}`);
+    const [dev, gw] = [this.t.name(`e${i}`), this.t.name(`g${i}`)];
+    await run('ip', ['link', 'add', dev, 'netns', ns, 'type', 'veth', 'peer', 'name', gw, 'netns', this.core]);
+    for (const [n, d] of [[ns, dev], [this.core, gw]]) await this.t.exec(n, 'ip', ['link', 'set', d, 'up']);
+    if (opts.v4 !== false) {
+      await this.t.exec(this.core, 'ip', ['addr', 'add', `198.20.${i}.1/24`, 'dev', gw]);
+      await this.t.exec(ns, 'ip', ['addr', 'add', `${publicV4(i)}/24`, 'dev', dev]);
+      await this.t.exec(ns, 'ip', ['route', 'add', 'default', 'via', `198.20.${i}.1`]);
+    }
+    if (opts.v6 !== false) {
+      await this.t.exec(this.core, 'ip', ['addr', 'add', `2a0f:5e00:${i}::1/64`, 'dev', gw, 'nodad']);
+      await this.t.exec(ns, 'ip', ['addr', 'add', `${publicV6(i)}/64`, 'dev', dev, 'nodad']);
+      await this.t.exec(ns, 'ip', ['-6', 'route', 'add', 'default', 'via', `2a0f:5e00:${i}::1`]);
+    }
+    return this.node(name, ns, i, opts.v4 === false ? publicV6(i) : publicV4(i), opts.args);
   }
 }
