@@ -22,10 +22,12 @@ export function daemonCommand(): Command {
     .option('--announce <host>', 'an address or DNS name where this node is reachable on its own ports (a floating IP); repeatable, goes first in invites and records', collect, [])
     .option('--announce-udp <host:port>', 'where its WireGuard port is reachable through a port forward that changes the port; repeatable', collect, [])
     .option('--announce-tcp <host:port>', 'where its libp2p port is reachable through a port forward that changes the port; repeatable', collect, [])
+    .option('--stun <host:port>', 'a STUN server to learn this node\'s public UDP endpoint from, besides members on public addresses; repeatable', collect, [])
     .addOption(new Option('--datapath <kind>', 'native or reference').choices(['native', 'reference']))
-    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[] }, cmd: Command) => {
-      const { parseAnnounce } = await import('../src/discovery/addresses.js');
+    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[]; stun: string[] }, cmd: Command) => {
+      const { parseAnnounce, parseHostPort } = await import('../src/discovery/addresses.js');
       const announce = parseAnnounce({ hosts: opts.announce, udp: opts.announceUdp, tcp: opts.announceTcp });
+      const stunServers = opts.stun.map((s) => parseHostPort(s, '--stun'));
       if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a network interface)');
       const logger = createLogger('meshd');
       // Loaded here, not at the top: libp2p takes about a second to import, and the other
@@ -42,6 +44,7 @@ export function daemonCommand(): Command {
         p2pPort: opts.p2pPort,
         name: opts.name,
         announce,
+        stunServers,
         datapath: opts.datapath ?? datapathFromEnv(),
         timings: timingsFromEnv(),
         settleMs: process.env.MESHD_SETTLE_MS ? Number(process.env.MESHD_SETTLE_MS) : undefined,

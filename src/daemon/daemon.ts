@@ -13,7 +13,7 @@ import { Engine, type Datapath } from '../wg/engine.js';
 import { UapiServer } from '../wg/uapi-server.js';
 import { ConfigError, type Configurable, type DeviceSet } from '../wg/config.js';
 import { generatePrivateKey, toBase64 } from '../wg/crypto.js';
-import { formatEndpoint } from '../wg/endpoint.js';
+import { formatEndpoint, parseEndpoint } from '../wg/endpoint.js';
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
@@ -29,7 +29,10 @@ import { join as joinNetwork, serveJoin } from '../discovery/join.js';
 import { reconcile } from './reconcile.js';
 import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
-import { NO_ANNOUNCE, advertisedEndpoints, advertisedMultiaddrs, resolveAnnounce, type Announce } from '../discovery/addresses.js';
+import { NO_ANNOUNCE, advertisedEndpoints, advertisedMultiaddrs, resolveAnnounce, type Announce, type HostPort } from '../discovery/addresses.js';
+import { Paths } from '../discovery/paths.js';
+import { discoverReflexive, stunTargets, type ReflexiveReport } from '../discovery/reflexive.js';
+import { udpBindFactory } from '../wg/bind.js';
 import { TunnelProber } from './prober.js';
 
 /**
@@ -60,6 +63,8 @@ export interface DaemonOptions {
   persistentKeepalive?: number;
   /** Addresses where this node is reachable that it cannot see itself (floating IPs, forwards). */
   announce?: Announce;
+  /** STUN servers to learn our reflexive endpoint from, besides members on public addresses. */
+  stunServers?: HostPort[];
   /** The WireGuard interface was deleted under the daemon; the engine is closed by then. */
   onInterfaceGone?: (ifname: string) => void;
 }
@@ -89,6 +94,8 @@ export interface Status {
     admin: boolean;
     interface: string;
     listenPort: number;
+    /** Our WireGuard socket as members on public addresses see it, when that differs (NAT). */
+    reflexive: string[];
   };
   peers: PeerStatus[];
 }
@@ -120,12 +127,15 @@ export class Daemon {
   private prober: TunnelProber | null = null;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
+  /** What members (and STUN servers) last saw of our WireGuard socket. */
+  private reflexive: ReflexiveReport | null = null;
 
   private constructor(
     private readonly opts: DaemonOptions,
     private readonly store: Store,
     private identity: PrivateKey,
     readonly engine: Engine,
+    private readonly paths: Paths,
     private readonly uapi: UapiServer,
     readonly name: string,
     private control: ControlServer | null = null,
@@ -153,11 +163,14 @@ export class Daemon {
         wgKey = generatePrivateKey();
         await store.setWgKey(wgKey);
       }
-      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger, onInterfaceGone: opts.onInterfaceGone });
+      // The path layer sits beneath the device on its UDP socket (STUN now; relays next).
+      const paths = new Paths({ logger: opts.logger });
+      const bind = paths.bindFactory(udpBindFactory(opts.datapath === 'native' ? 'native' : 'dgram'));
+      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger, onInterfaceGone: opts.onInterfaceGone, bind });
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
       const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger });
       const name = sanitizeName(opts.name ?? hostname());
-      const daemon = new Daemon(opts, store, identity, engine, uapi, name);
+      const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name);
       try {
         daemon.prober = TunnelProber.open();
       } catch (err) {
@@ -307,6 +320,7 @@ export class Daemon {
         admin: ledger?.isAdmin(this.peerId) ?? false,
         interface: this.engine.ifname,
         listenPort: this.engine.listenPort,
+        reflexive: this.reflexive?.mapped ?? [],
       },
       peers,
     };
@@ -372,7 +386,10 @@ export class Daemon {
       if (!joined) await this.publishRecord();
       this.probeMembers();
       this.timers.push(setInterval(() => this.probeMembers(), PROBE_INTERVAL_MS));
-      this.timers.push(setInterval(() => this.inBackground('publishing our record', this.publishRecordIfChanged()), 30_000));
+      this.timers.push(setInterval(() => this.inBackground('publishing our record', this.refreshRecord()), 30_000));
+      // Our reflexive endpoint, as soon as members are known: a joiner behind NAT advertises its
+      // mapping seconds after joining, not 30 s later.
+      this.inBackground('learning our reflexive endpoint', this.refreshRecord());
     } catch (err) {
       await this.stopNetwork();
       throw err;
@@ -467,6 +484,7 @@ export class Daemon {
       tcpPort: this.p2pPort(),
       peerId: this.peerId,
       announce: resolved,
+      reflexive: this.reflexive?.mapped ?? [],
     };
     return { endpoints: advertisedEndpoints(input), multiaddrs: advertisedMultiaddrs(input) };
   }
@@ -505,6 +523,37 @@ export class Daemon {
       multiaddrs,
       seq: this.seq,
     }, Date.now());
+  }
+
+  /**
+   * Asks members on public addresses (and --stun servers) what they see of our WireGuard socket.
+   * A few STUN requests per run, whatever the mesh's size (at most 3 targets).
+   */
+  private async refreshReflexive(): Promise<void> {
+    if (!this.network) return;
+    const peers = this.engine.snapshot().peers.flatMap((p) => (p.endpoint ? [p.endpoint] : []));
+    const servers = (await resolveAnnounce({ hosts: [], tcp: [], udp: this.opts.stunServers ?? [] })).udp.flatMap((hp) => {
+      try {
+        return [parseEndpoint(hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`)];
+      } catch {
+        return [];
+      }
+    });
+    const targets = stunTargets(peers, servers);
+    if (targets.length === 0) return;
+    const local = (await this.advertised()).endpoints;
+    const report = await discoverReflexive(this.paths, targets, local);
+    if (report.variesByDestination && !this.reflexive?.variesByDestination) {
+      this.log.warn({ asked: report.asked }, 'this node is behind a NAT that maps per destination (symmetric): members behind NAT will reach it only through a relay');
+    }
+    // Keep the last mapping we had when nobody answered this time (a member restarting).
+    if (report.behindNat !== null || this.reflexive === null) this.reflexive = report;
+  }
+
+  /** Learns our reflexive endpoint, then republishes our record if anything in it changed. */
+  private async refreshRecord(): Promise<void> {
+    await this.refreshReflexive();
+    await this.publishRecordIfChanged();
   }
 
   private async publishRecord(): Promise<void> {
@@ -577,6 +626,7 @@ export class Daemon {
   async stop(): Promise<void> {
     this.stopping = true;
     this.prober?.close();
+    this.paths.close();
     for (const t of this.timers) clearInterval(t);
     await this.control?.close();
     await this.sync?.stop();

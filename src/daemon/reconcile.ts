@@ -27,11 +27,16 @@ export interface ReconcileOptions {
   rank?: (endpoint: Endpoint) => number;
 }
 
+/**
+ * A working endpoint stays (roaming and NAT mappings intact). Otherwise the best-ranked candidate;
+ * the current one if it is among the best (no churn), so a better candidate the member advertises
+ * later (its reflexive endpoint, learnt after it joined) replaces one that never worked.
+ */
 function chooseEndpoint(candidates: Endpoint[], current: Endpoint | null, rank: (e: Endpoint) => number, working: boolean): Endpoint | null {
   if (candidates.length === 0 || (current && working)) return current;
-  // Keep a working endpoint the peer still advertises: roaming and NAT mappings stay intact.
-  if (current && candidates.some((c) => formatEndpoint(c) === formatEndpoint(current))) return current;
-  return [...candidates].sort((a, b) => rank(a) - rank(b))[0];
+  const best = Math.min(...candidates.map(rank));
+  if (current && candidates.some((c) => rank(c) === best && formatEndpoint(c) === formatEndpoint(current))) return current;
+  return candidates.find((c) => rank(c) === best)!;
 }
 
 export function reconcile(desired: DesiredPeer[], snapshot: DeviceSnapshot, opts: ReconcileOptions): DeviceSet {

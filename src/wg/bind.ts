@@ -20,6 +20,19 @@ export interface Bind {
   close(): void;
 }
 
+/**
+ * Opens a socket on a port (0: any); the engine calls it at start and on every new listen port.
+ * It is passed in (EngineOptions.bind) as wireguard-go's device takes a conn.Bind: the path
+ * layer beneath the device (STUN, later relays) wraps the real socket this way, and unit tests
+ * pass in-memory binds.
+ */
+export type BindFactory = (port: number) => Promise<Bind>;
+
+/** The real socket: recvmmsg/sendmmsg through the addon, or node dgram. */
+export function udpBindFactory(kind: 'native' | 'dgram'): BindFactory {
+  return (port) => openBind(port, kind);
+}
+
 /** Read rounds per wakeup: enough to drain a burst, few enough that the TUN and timers get turns. */
 const MAX_ROUNDS = 16;
 

@@ -267,7 +267,7 @@ export class Device implements Configurable {
 
   // ---------------------------------------------------------------- incoming: UDP -> TUN
 
-  /** Datagrams received on the UDP socket, each at offset 0 of its slot. */
+  /** Datagrams received on the UDP socket, each at offset 0 of its slot; slots of length < 0 are skipped. */
   handleUdpBatch(batch: PacketBatch): void {
     const rx = this.rx.fit(batch.capacity);
     const now = this.clock.now();
@@ -277,6 +277,7 @@ export class Device implements Configurable {
       rx.keypair[i] = null;
       const at = i * SLOT_SIZE + batch.offset[i];
       const len = batch.length[i];
+      if (len < 0) continue; // taken by the layer below (STUN, probes) or flagged oversized by the bind
       const type = messageType(data, at, len);
       if (type === MESSAGE_TRANSPORT) {
         const entry = this.indices.get(data.readUInt32LE(at + Transport.receiver));
@@ -614,7 +615,16 @@ export class Device implements Configurable {
       if (ps.presharedKey !== undefined) {
         peer.handshake.presharedKey = ps.presharedKey ? Buffer.from(ps.presharedKey) : Buffer.alloc(32);
       }
-      if (ps.endpoint !== undefined) peer.endpoint = { addr: Buffer.from(ps.endpoint.addr), port: ps.endpoint.port };
+      // A new endpoint for a peer that is kept alive and has no session yet (it was unreachable
+      // where we tried) is tried at once, not at the next retransmission up to 5 s later: that is
+      // when the other side of a hole punch is sending too. The handshake rate limit is per
+      // destination in spirit, so it starts over.
+      let tryNewEndpoint = false;
+      if (ps.endpoint !== undefined) {
+        const moved = peer.endpoint !== null && !endpointEquals(peer.endpoint, ps.endpoint.addr, 0, ps.endpoint.port);
+        tryNewEndpoint = moved && peer.timers.persistentKeepaliveInterval > 0 && peer.keypairs.current === null;
+        peer.endpoint = { addr: Buffer.from(ps.endpoint.addr), port: ps.endpoint.port };
+      }
       if (ps.replaceAllowedIps) this.allowedIps.removeByPeer(peer);
       for (const change of ps.allowedIps) {
         if (change.remove) this.allowedIps.remove(change.prefix, peer);
@@ -628,6 +638,10 @@ export class Device implements Configurable {
         peer.timers.persistentKeepaliveInterval = ps.persistentKeepalive * 1000;
         // Turning it on sends a keepalive at once, so a NAT mapping exists from the start.
         if (was === 0 && ps.persistentKeepalive > 0 && this.identity) this.sendStaged(peer, now, true);
+      }
+      if (tryNewEndpoint && this.identity) {
+        peer.handshake.lastSentHandshake = -Infinity;
+        this.sendStaged(peer, now, true);
       }
     }
   }

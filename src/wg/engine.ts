@@ -3,7 +3,7 @@
 // server and to the mesh daemon. Two data paths share every line of protocol code and differ
 // only in what they plug in here: `native` (batched TUN/recvmmsg/sendmmsg/AEAD in the addon) and
 // `reference` (noble AEAD and node dgram; the TUN is always the addon's).
-import { openBind, type Bind } from './bind.js';
+import { udpBindFactory, type Bind, type BindFactory } from './bind.js';
 import { createCipher } from './cipher.js';
 import { ConfigError, EADDRINUSE, EINVAL, EOPNOTSUPP, type Configurable, type DeviceSet, type DeviceSnapshot } from './config.js';
 import { DEFAULT_MTU, PROTOCOL_TIMINGS, TEST_TIMINGS, type Timings } from './constants.js';
@@ -19,6 +19,8 @@ export interface EngineOptions {
   mtu?: number;
   listenPort?: number;
   logger?: Logger;
+  /** Opens the UDP side; default the real socket of the data path (udpBindFactory). */
+  bind?: BindFactory;
   /**
    * The longest the timer tick sleeps (default 1 s, half of that with shortened test timers). It
    * wakes at the earliest armed deadline otherwise, so an idle engine wakes about once a second.
@@ -49,6 +51,7 @@ export class Engine implements Configurable {
   private bind: Bind | null = null;
   private tick: NodeJS.Timeout | null = null;
   private readonly maxTickMs: number;
+  private readonly openBind: BindFactory;
   private readonly onInterfaceGone?: (ifname: string) => void;
   private lastAttachCheck = performance.now();
   private closed = false;
@@ -70,6 +73,7 @@ export class Engine implements Configurable {
     // persistent keepalive at least 1 s): sleeping no longer than half of that never misses one.
     this.maxTickMs = opts.maxTickMs ?? Math.min(1000, timings.rekeyTimeout / 2, timings.keepaliveTimeout / 2);
     this.onInterfaceGone = opts.onInterfaceGone;
+    this.openBind = opts.bind ?? udpBindFactory(datapath === 'native' ? 'native' : 'dgram');
     this.armTick();
   }
 
@@ -118,7 +122,7 @@ export class Engine implements Configurable {
   private async rebind(port: number): Promise<void> {
     let next: Bind;
     try {
-      next = await openBind(port, this.datapath === 'native' ? 'native' : 'dgram');
+      next = await this.openBind(port);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EADDRINUSE') throw new ConfigError(EADDRINUSE, `UDP port ${port} is in use`);

@@ -150,4 +150,38 @@ export class Internet extends MeshNet {
     }
     return this.node(name, ns, i, opts.v4 === false ? publicV6(i) : publicV4(i), opts.args);
   }
+
+  /**
+   * A host behind its own NAT router (shared/testbed/nat.sh's routers): the router's WAN address
+   * is publicV4(i) (198.20.<i>.2, behind the core router), the host is 192.168.<i>.2/24 with the
+   * router at .1. `nat`: 'preserve' is plain MASQUERADE (Linux keeps the source port when it can:
+   * one mapping for every destination); 'random' is MASQUERADE --random-fully (a mapping per
+   * destination: symmetric, "hard"). `firewall`: the router drops unsolicited packets to itself
+   * (home routers do; Linux's default accepts them). `udpTimeout`: conntrack's UDP timeouts (s).
+   */
+  async addBehindNat(name: string, opts: { nat?: 'preserve' | 'random'; firewall?: boolean; udpTimeout?: number; args?: string[] } = {}): Promise<MeshNode> {
+    const i = this.nodes.length + 1;
+    const router = await this.t.addNamespace(`r${i}`);
+    const ns = await this.t.addNamespace(`n${i}`);
+    await this.t.link(router, `w${i}`, `${publicV4(i)}/24`, this.core, `g${i}`, `198.20.${i}.1/24`);
+    await this.t.exec(router, 'ip', ['route', 'add', 'default', 'via', `198.20.${i}.1`]);
+    await this.t.link(ns, `e${i}`, `192.168.${i}.2/24`, router, `l${i}`, `192.168.${i}.1/24`);
+    await this.t.exec(ns, 'ip', ['route', 'add', 'default', 'via', `192.168.${i}.1`]);
+    const sh = (...args: string[]) => this.t.exec(router, args[0], args.slice(1));
+    await sh('sysctl', '-qw', 'net.ipv4.ip_forward=1');
+    if (opts.udpTimeout !== undefined) {
+      await sh('sysctl', '-qw', `net.netfilter.nf_conntrack_udp_timeout=${opts.udpTimeout}`);
+      await sh('sysctl', '-qw', `net.netfilter.nf_conntrack_udp_timeout_stream=${opts.udpTimeout}`);
+    }
+    const [wan, lan] = [this.t.name(`w${i}`), this.t.name(`l${i}`)];
+    await sh('iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', `192.168.${i}.0/24`, '-o', wan, '-j', 'MASQUERADE', ...(opts.nat === 'random' ? ['--random-fully'] : []));
+    await sh('iptables', '-P', 'FORWARD', 'DROP');
+    await sh('iptables', '-A', 'FORWARD', '-i', lan, '-o', wan, '-j', 'ACCEPT');
+    await sh('iptables', '-A', 'FORWARD', '-i', wan, '-o', lan, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT');
+    if (opts.firewall !== false) {
+      await sh('iptables', '-A', 'INPUT', '-i', wan, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT');
+      await sh('iptables', '-A', 'INPUT', '-i', wan, '-j', 'DROP');
+    }
+    return this.node(name, ns, i, `192.168.${i}.2`, opts.args);
+  }
 }

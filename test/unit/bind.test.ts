@@ -143,16 +143,6 @@ test('the native socket is dual-stack and takes an fwmark', async () => {
   }
 });
 
-test('close() is idempotent; sending after close is a no-op', async () => {
-  for (const kind of ['native', 'dgram'] as const) {
-    const b = await openBind(0, kind);
-    b.start(() => {});
-    b.close();
-    b.close();
-    b.send(batchTo('127.0.0.1', 9, [Buffer.from('x')]));
-  }
-});
-
 // In a child process: node:test would claim an uncaught exception for itself.
 test('a throw in onBatch is an uncaughtException, and a closed bind lets the process exit', async () => {
   const bindJs = fileURLToPath(new URL('../../src/wg/bind.js', import.meta.url));

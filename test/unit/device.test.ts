@@ -244,3 +244,25 @@ test('private key change forces a fresh handshake; own key as peer is ignored', 
   assert.equal(wire.log.filter((d) => d.bytes[0] === 1).length, before);
   assert.equal(a.delivered.length, 1);
 });
+
+test('a new endpoint for a kept-alive peer without a session is tried at once; with a session it only changes where packets go', () => {
+  const { wire, a, b } = pair();
+  const setEndpoint = (ip: string, port: number) => a.device.apply({ replacePeers: false, peers: [{ publicKey: b.publicKey, remove: false, updateOnly: true, replaceAllowedIps: false, allowedIps: [], endpoint: { addr: addrFromString(ip), port } }] });
+  // b is unreachable where a thinks it is (a private address behind its NAT)
+  setEndpoint('192.168.2.2', 51821);
+  a.device.apply({ replacePeers: false, peers: [{ publicKey: b.publicKey, remove: false, updateOnly: true, replaceAllowedIps: false, allowedIps: [], persistentKeepalive: 25 }] });
+  const initiations = () => wire.log.filter((d) => d.bytes[0] === 1 && d.from.ip === '192.0.2.1');
+  assert.equal(initiations().length, 1, 'keepalive on: an initiation at once');
+  assert.equal(initiations()[0].to.ip, '192.168.2.2');
+  wire.clock.t += 1000; // well within REKEY_TIMEOUT: a retransmission would still wait
+  setEndpoint('192.0.2.2', 51821); // its reflexive endpoint, advertised later
+  assert.equal(initiations().length, 2, 'the new endpoint is tried at once');
+  assert.equal(initiations()[1].to.ip, '192.0.2.2');
+  wire.pump();
+  assert.ok(a.device.snapshot().peers[0].lastHandshakeMs > 0, 'and the handshake completes there');
+  // With a session, moving the endpoint sends nothing by itself.
+  const before = wire.log.length;
+  setEndpoint('192.0.2.2', 51821);
+  setEndpoint('192.0.2.9', 51821);
+  assert.equal(wire.log.length, before);
+});

@@ -39,15 +39,23 @@ test('adds members, then is a no-op, then removes a member that left', () => {
   assert.deepEqual(after.peers.map((p) => [p.publicKey.equals(a), p.remove]), [[true, true]]);
 });
 
-test('keeps a roamed endpoint the member still advertises, prefers ranked candidates otherwise', () => {
+test('a working endpoint stays; a silent one gives way to a better candidate the member advertises later', () => {
   const a = key();
-  const desired: DesiredPeer[] = [{ wgPublicKey: toBase64(a), meshIp: '10.0.0.2', endpoints: ['203.0.113.5:1', '192.168.1.2:51820'] }];
-  const rank = (e: { addr: Buffer }) => (e.addr[12] === 192 ? 0 : 1);
-  const set = reconcile(desired, { privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, { persistentKeepalive: 0, rank });
-  assert.deepEqual(set.peers[0].endpoint, parseEndpoint('192.168.1.2:51820'));
-  const snap = applyTo({ privateKey: null, listenPort: 1, fwmark: 0, peers: [] }, set);
-  snap.peers[0].endpoint = parseEndpoint('203.0.113.5:1');
-  assert.equal(reconcile(desired, snap, { persistentKeepalive: 0, rank }).peers.length, 0);
+  const rank = (e: { addr: Buffer }) => (e.addr[12] === 192 ? 2 : 1); // 198.20.x public, 192.168.x private
+  const desired = (endpoints: string[], working = false): DesiredPeer[] => [{ wgPublicKey: toBase64(a), meshIp: '10.0.0.2', endpoints, working }];
+  const empty: DeviceSnapshot = { privateKey: null, listenPort: 1, fwmark: 0, peers: [] };
+  // joined behind a NAT: only its private address is known
+  const snap = applyTo(empty, reconcile(desired(['192.168.2.2:51820']), empty, { persistentKeepalive: 0, rank }));
+  assert.deepEqual(snap.peers[0].endpoint, parseEndpoint('192.168.2.2:51820'));
+  assert.equal(reconcile(desired(['192.168.2.2:51820']), snap, { persistentKeepalive: 0, rank }).peers.length, 0, 'idempotent');
+  // then it advertises its reflexive endpoint: the silent private one is replaced
+  const later = desired(['198.20.2.2:51820', '192.168.2.2:51820']);
+  assert.deepEqual(reconcile(later, snap, { persistentKeepalive: 0, rank }).peers[0].endpoint, parseEndpoint('198.20.2.2:51820'));
+  // but not while handshakes flow over the current one
+  assert.equal(reconcile(desired(later[0].endpoints, true), snap, { persistentKeepalive: 0, rank }).peers.length, 0);
+  // among equally ranked candidates the current one stays (no churn)
+  snap.peers[0].endpoint = parseEndpoint('198.20.9.9:1');
+  assert.equal(reconcile(desired(['198.20.2.2:51820', '198.20.9.9:1']), snap, { persistentKeepalive: 0, rank }).peers.length, 0);
 });
 
 test('a record with a malformed key or endpoint is skipped, not fatal', () => {
