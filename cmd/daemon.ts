@@ -12,6 +12,12 @@ const port = (v: string) => {
   return n;
 };
 
+const seconds = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`invalid number of seconds ${v} (0-65535)`);
+  return n;
+};
+
 export function daemonCommand(): Command {
   return new Command('daemon')
     .description('run the mesh node in the foreground')
@@ -22,9 +28,11 @@ export function daemonCommand(): Command {
     .option('--announce <host>', 'an address or DNS name where this node is reachable on its own ports (a floating IP); repeatable, goes first in invites and records', collect, [])
     .option('--announce-udp <host:port>', 'where its WireGuard port is reachable through a port forward that changes the port; repeatable', collect, [])
     .option('--announce-tcp <host:port>', 'where its libp2p port is reachable through a port forward that changes the port; repeatable', collect, [])
+    .option('--keepalive <seconds>', 'keepalive interval that holds NAT mappings open, sent only while this node may be behind a NAT (0: never)', seconds, 25)
+    .option('--no-relay', 'do not relay other members\' WireGuard datagrams (by default a member relays for members that have no direct path)')
     .option('--stun <host:port>', 'a STUN server to learn this node\'s public UDP endpoint from, besides members on public addresses; repeatable', collect, [])
     .addOption(new Option('--datapath <kind>', 'native or reference').choices(['native', 'reference']))
-    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[]; stun: string[] }, cmd: Command) => {
+    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[]; stun: string[]; keepalive: number; relay: boolean }, cmd: Command) => {
       const { parseAnnounce, parseHostPort } = await import('../src/discovery/addresses.js');
       const announce = parseAnnounce({ hosts: opts.announce, udp: opts.announceUdp, tcp: opts.announceTcp });
       const stunServers = opts.stun.map((s) => parseHostPort(s, '--stun'));
@@ -45,6 +53,8 @@ export function daemonCommand(): Command {
         name: opts.name,
         announce,
         stunServers,
+        persistentKeepalive: opts.keepalive,
+        relay: opts.relay,
         datapath: opts.datapath ?? datapathFromEnv(),
         timings: timingsFromEnv(),
         settleMs: process.env.MESHD_SETTLE_MS ? Number(process.env.MESHD_SETTLE_MS) : undefined,

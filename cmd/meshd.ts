@@ -13,13 +13,15 @@ import { inviteCommand } from './invite.js';
 import { joinCommand } from './join.js';
 import { kickCommand, leaveCommand, promoteCommand } from './members.js';
 import { statusCommand } from './status.js';
+import { pingCommand } from './ping.js';
+import { netcheckCommand } from './netcheck.js';
 
 const program = new Command('meshd')
   .description('A mesh VPN daemon: libp2p discovery and an embedded userspace WireGuard engine')
   .version('0.1.0')
   .addOption(new Option('--state-dir <dir>', 'state directory (store and control socket)').env('MESHD_STATE_DIR'));
 
-for (const c of [daemonCommand(), initCommand(), inviteCommand(), joinCommand(), statusCommand(), leaveCommand(), kickCommand(), promoteCommand(), engineCommand()]) {
+for (const c of [daemonCommand(), initCommand(), inviteCommand(), joinCommand(), statusCommand(), pingCommand(), netcheckCommand(), leaveCommand(), kickCommand(), promoteCommand(), engineCommand()]) {
   program.addCommand(c);
 }
 

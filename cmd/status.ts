@@ -26,12 +26,14 @@ export function render(s: Status): string {
   const self = s.self;
   const head = self.network
     ? `${self.name}  ${self.meshIp ?? '-'}  network ${self.network.name} (${self.network.cidr})${self.admin ? '  admin' : ''}\n` +
-      `public key ${self.publicKey}  interface ${self.interface}  port ${self.listenPort}`
+      `public key ${self.publicKey}  interface ${self.interface}  port ${self.listenPort}` +
+      (self.reflexive.length > 0 ? `  seen from outside as ${self.reflexive.join(', ')}` : '')
     : `${self.name}: not a member of any network (meshd init, or meshd join <invite>)`;
   if (s.peers.length === 0) return head;
   const rows = [['NAME', 'MESH IP', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'LATENCY', 'STATE']];
   for (const p of s.peers) {
-    rows.push([p.name, p.meshIp, p.endpoint ?? '-', p.path ?? '-', age(p.lastHandshake), bytes(p.rxBytes), bytes(p.txBytes),
+    const path = p.path === 'relay' ? `relay ${p.relay ?? '?'}` : (p.path ?? '-');
+    rows.push([p.name, p.meshIp, p.endpoint ?? '-', path, age(p.lastHandshake), bytes(p.rxBytes), bytes(p.txBytes),
       p.latencyMs === null ? '-' : `${p.latencyMs} ms`, p.online ? 'online' : 'offline']);
   }
   return `${head}\n\n${table(rows)}`;

@@ -12,12 +12,12 @@ import type { Logger } from 'pino';
 import { Engine, type Datapath } from '../wg/engine.js';
 import { UapiServer } from '../wg/uapi-server.js';
 import { ConfigError, type Configurable, type DeviceSet } from '../wg/config.js';
-import { generatePrivateKey, toBase64 } from '../wg/crypto.js';
-import { formatEndpoint, parseEndpoint } from '../wg/endpoint.js';
+import { fromBase64, generatePrivateKey, toBase64 } from '../wg/crypto.js';
+import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '../wg/endpoint.js';
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
 import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
 import { createInvite, parseInvite } from '../discovery/invite.js';
 import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
@@ -26,12 +26,15 @@ import { eventId } from '../discovery/signed.js';
 import { createMeshNode, isLoopbackAddr, peerOf } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/gossip.js';
 import { join as joinNetwork, serveJoin } from '../discovery/join.js';
-import { reconcile } from './reconcile.js';
+import { reconcile, type DesiredPeer } from './reconcile.js';
 import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
 import { NO_ANNOUNCE, advertisedEndpoints, advertisedMultiaddrs, resolveAnnounce, type Announce, type HostPort } from '../discovery/addresses.js';
-import { Paths } from '../discovery/paths.js';
+import { Paths, type PathStats } from '../discovery/paths.js';
 import { discoverReflexive, stunTargets, type ReflexiveReport } from '../discovery/reflexive.js';
+import { requestRelay, serveRelay } from '../discovery/relay-service.js';
+import { idNumber } from '../discovery/relay.js';
+import { PathFinder } from './pathfinder.js';
 import { udpBindFactory } from '../wg/bind.js';
 import { TunnelProber } from './prober.js';
 
@@ -45,6 +48,12 @@ const WORKING_HANDSHAKE_MS = 180_000;
 function recentHandshake(lastHandshakeMs: number, now: number): boolean {
   return lastHandshakeMs > 0 && now - lastHandshakeMs < WORKING_HANDSHAKE_MS;
 }
+
+/**
+ * How long a member just revoked stays a WireGuard peer (and a libp2p connection, gossip.ts): for
+ * the revocation to reach it, maybe only through the tunnel. It is cut off after that.
+ */
+const REVOKED_GRACE_MS = 2_500;
 
 /** How often status's latency is measured: one ICMP echo per member through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
@@ -60,11 +69,19 @@ export interface DaemonOptions {
   logger: Logger;
   /** How long an admitting member waits for a competing admission before answering. */
   settleMs?: number;
+  /**
+   * Seconds between keepalives that hold NAT mappings open (default 25, below Linux's 30 s UDP
+   * conntrack timeout; 0: never). Sent only while this node may be behind a NAT: once members on
+   * public addresses see our socket at our own address, we need none (a peer behind NAT keeps its
+   * own mapping open with its keepalives).
+   */
   persistentKeepalive?: number;
   /** Addresses where this node is reachable that it cannot see itself (floating IPs, forwards). */
   announce?: Announce;
   /** STUN servers to learn our reflexive endpoint from, besides members on public addresses. */
   stunServers?: HostPort[];
+  /** Relay other members' WireGuard datagrams when they have no direct path (default true). */
+  relay?: boolean;
   /** The WireGuard interface was deleted under the daemon; the engine is closed by then. */
   onInterfaceGone?: (ifname: string) => void;
 }
@@ -74,14 +91,41 @@ export interface PeerStatus {
   meshIp: string;
   publicKey: string | null;
   peerId: string;
+  /** Where WireGuard sends: the member's own endpoint, or the relay's when relayed. */
   endpoint: string | null;
-  path: 'direct' | null;
+  /** null: no handshake within the last 180 s. */
+  path: 'direct' | 'relay' | null;
+  /** The relaying member's name when relayed. */
+  relay: string | null;
   lastHandshake: number | null; // epoch ms
   rxBytes: number;
   txBytes: number;
   latencyMs: number | null;
   online: boolean;
   admin: boolean;
+}
+
+export interface PingResult {
+  name: string;
+  meshIp: string;
+  /** null: no answer within the timeout. */
+  rttMs: number | null;
+  endpoint: string | null;
+  path: 'direct' | 'relay' | null;
+  relay: string | null;
+}
+
+export interface NetcheckReport {
+  /** UDP from the WireGuard socket gets out and back; null: nobody to ask (no member on a public address, no --stun). */
+  udp: boolean | null;
+  asked: { to: string; saw: string | null }[];
+  reflexive: string[];
+  behindNat: boolean | null;
+  variesByDestination: boolean | null;
+  relays: { name: string; endpoint: string | null; latencyMs: number | null }[];
+  /** Whether this node relays for others. */
+  relaying: boolean;
+  counters: PathStats;
 }
 
 export interface Status {
@@ -129,6 +173,9 @@ export class Daemon {
   private stopping = false;
   /** What members (and STUN servers) last saw of our WireGuard socket. */
   private reflexive: ReflexiveReport | null = null;
+  /** Direct or relayed, per member (null outside a network). */
+  private finder: PathFinder | null = null;
+  private relayService: { close(): Promise<void> } | null = null;
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -164,9 +211,12 @@ export class Daemon {
         await store.setWgKey(wgKey);
       }
       // The path layer sits beneath the device on its UDP socket (STUN now; relays next).
-      const paths = new Paths({ logger: opts.logger });
+      let device: Engine['device'] | null = null;
+      const paths = new Paths({ logger: opts.logger, relay: opts.relay ?? true, endpointOf: (hex) => device?.peers.get(hex)?.endpoint ?? null });
       const bind = paths.bindFactory(udpBindFactory(opts.datapath === 'native' ? 'native' : 'dgram'));
       const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger, onInterfaceGone: opts.onInterfaceGone, bind });
+      device = engine.device;
+      paths.setIdentity(Buffer.from(wgKey));
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
       const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger });
       const name = sanitizeName(opts.name ?? hostname());
@@ -196,6 +246,8 @@ export class Daemon {
       leave: async () => this.leave(),
       kick: async (p) => this.kick(p as { target: string }),
       promote: async (p) => this.promote(p as { target: string }),
+      ping: async (p) => this.ping(p as { target: string; timeoutMs?: number }),
+      netcheck: async () => this.netcheck(),
     };
   }
 
@@ -282,6 +334,45 @@ export class Daemon {
     return { promoted: target.name };
   }
 
+  /** One ICMP echo through the tunnel to a member, and the path it took (`meshd ping`). */
+  async ping(p: { target: string; timeoutMs?: number }): Promise<PingResult> {
+    this.requireNetwork();
+    const m = this.findMember(p.target);
+    if (m.peerId === this.peerId) throw new DaemonError('EINVAL', `${m.name} is this node`);
+    if (!this.prober) throw new DaemonError('EPERM', 'no raw ICMP socket (CAP_NET_RAW): cannot ping through the tunnel');
+    const timeoutMs = Math.min(Math.max(Number(p.timeoutMs) || 2000, 100), 10_000);
+    const rttMs = await this.prober.echo(m.meshIp, timeoutMs);
+    const key = this.wgKeyOf(m.peerId);
+    const wg = key ? this.engine.device.peers.get(key.toString('hex')) : undefined;
+    const path = this.pathOf(wg?.endpoint ?? null, rttMs !== null);
+    return { name: m.name, meshIp: m.meshIp, rttMs, ...path };
+  }
+
+  /**
+   * What the network looks like from here (`meshd netcheck`): whether UDP gets out, our socket as
+   * members see it, whether the mapping varies by destination, and which relays answer how fast.
+   */
+  async netcheck(): Promise<NetcheckReport> {
+    this.requireNetwork();
+    const r = await this.refreshReflexive();
+    const nameOf = (hex: string) => this.ledger?.members().find((m) => this.wgKeyOf(m.peerId)?.toString('hex') === hex)?.name ?? hex.slice(0, 8);
+    const relays = await Promise.all(this.relayCandidates().map(async (c) => {
+      const endpoint = this.engine.device.peers.get(c.hex)?.endpoint ?? null;
+      const answer = endpoint ? await this.paths.probe(c.hex, endpoint, 1500) : null;
+      return { name: nameOf(c.hex), endpoint: endpoint ? formatEndpoint(endpoint) : null, latencyMs: answer ? Math.round(answer.rttMs * 100) / 100 : null };
+    }));
+    return {
+      udp: r === null || r.asked.length === 0 ? null : r.behindNat !== null,
+      asked: r?.asked ?? [],
+      reflexive: r?.mapped ?? [],
+      behindNat: r?.behindNat ?? null,
+      variesByDestination: r?.variesByDestination ?? null,
+      relays,
+      relaying: this.paths.relay,
+      counters: { ...this.paths.stats },
+    };
+  }
+
   status(): Status {
     const snap = this.engine.snapshot();
     const byKey = new Map(snap.peers.map((p) => [p.publicKey.toString('base64'), p]));
@@ -299,8 +390,7 @@ export class Daemon {
         meshIp: m.meshIp,
         publicKey: key,
         peerId: m.peerId,
-        endpoint: wg?.endpoint ? formatEndpoint(wg.endpoint) : null,
-        path: wg?.endpoint ? 'direct' : null,
+        ...this.pathOf(wg?.endpoint ?? null, fresh),
         lastHandshake,
         rxBytes: wg?.rxBytes ?? 0,
         txBytes: wg?.txBytes ?? 0,
@@ -324,6 +414,16 @@ export class Daemon {
       },
       peers,
     };
+  }
+
+  /** Where WireGuard sends for status: the real endpoint (the relay's when relayed) and the path. */
+  private pathOf(endpoint: Endpoint | null, fresh: boolean): Pick<PeerStatus, 'endpoint' | 'path' | 'relay'> {
+    if (!endpoint) return { endpoint: null, path: null, relay: null };
+    const relayHex = this.paths.relayOf(endpoint);
+    if (relayHex === null) return { endpoint: formatEndpoint(endpoint), path: fresh ? 'direct' : null, relay: null };
+    const relay = this.ledger?.members().find((m) => this.wgKeyOf(m.peerId)?.toString('hex') === relayHex) ?? null;
+    const real = this.engine.device.peers.get(relayHex)?.endpoint ?? null;
+    return { endpoint: real ? formatEndpoint(real) : null, path: fresh ? 'relay' : null, relay: relay?.name ?? null };
   }
 
   // ------------------------------------------------------------------ network life
@@ -372,21 +472,35 @@ export class Daemon {
     const joined = node !== null;
     this.node = node ?? (await this.createNode(network, bootstrap));
     try {
+      this.finder = this.createPathFinder();
+      this.paths.onProbe = (hex) => this.finder?.hint(hex);
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
       // sets off connections to every member, which then compete for the CPU.
       await this.onLedgerChange();
       if (this.network !== network) return; // the ledger says we are not a member: forgotten
       await this.ensureMulticast();
-      this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log });
+      this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log, throughMesh: true });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
       serveJoin(this.node, { ledger, admitterKey: this.identity, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log, onAdmit: (env: SignedEnvelope) => void this.persist([env]) });
       ledger.onChange(() => this.inBackground('applying a ledger change', this.onLedgerChange()));
+      this.relayService = await serveRelay(this.node, {
+        enabled: () => this.paths.relay,
+        member: (peerId) => this.wgKeyOf(peerId),
+        reaches: (peerId) => this.reachesDirectly(peerId),
+        allow: (a, b, ttlMs) => this.paths.allocations.allow(idNumber(a, 0), idNumber(b, 0), ttlMs),
+      }, this.log);
+      this.timers.push(setInterval(() => {
+        this.finder?.tick();
+        this.paths.allocations.prune();
+      }, 1000));
       // A joiner's record went out with its admission; after a restart the endpoints may be new.
       if (!joined) await this.publishRecord();
       this.probeMembers();
       this.timers.push(setInterval(() => this.probeMembers(), PROBE_INTERVAL_MS));
       this.timers.push(setInterval(() => this.inBackground('publishing our record', this.refreshRecord()), 30_000));
+      this.lastLocal = this.localFingerprint();
+      this.timers.push(setInterval(() => this.inBackground('following a network change', this.followNetworkChange()), 2_000));
       // Our reflexive endpoint, as soon as members are known: a joiner behind NAT advertises its
       // mapping seconds after joining, not 30 s later.
       this.inBackground('learning our reflexive endpoint', this.refreshRecord());
@@ -415,6 +529,14 @@ export class Daemon {
   private async stopNetwork(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    this.lastDesired.clear();
+    this.departing.clear();
+    this.finder?.stop();
+    this.finder = null;
+    this.paths.onProbe = null;
+    this.paths.setMembers([]);
+    await this.relayService?.close();
+    this.relayService = null;
     await this.sync?.stop();
     await Promise.resolve(this.node?.stop()).catch(() => {});
     this.node = null;
@@ -442,6 +564,7 @@ export class Daemon {
     this.identity = identity;
     this.seq = 0;
     await this.engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: true, peers: [] });
+    this.paths.setIdentity(Buffer.from(wgKey));
     await this.store.wipeMembership();
     this.log.info({ peerId: this.peerId }, 'new node keys');
   }
@@ -484,7 +607,8 @@ export class Daemon {
       tcpPort: this.p2pPort(),
       peerId: this.peerId,
       announce: resolved,
-      reflexive: this.reflexive?.mapped ?? [],
+      // A mapping that varies by destination is of use to no one else: not advertised.
+      reflexive: this.reflexive?.variesByDestination ? [] : (this.reflexive?.mapped ?? []),
     };
     return { endpoints: advertisedEndpoints(input), multiaddrs: advertisedMultiaddrs(input) };
   }
@@ -529,8 +653,8 @@ export class Daemon {
    * Asks members on public addresses (and --stun servers) what they see of our WireGuard socket.
    * A few STUN requests per run, whatever the mesh's size (at most 3 targets).
    */
-  private async refreshReflexive(): Promise<void> {
-    if (!this.network) return;
+  private async refreshReflexive(): Promise<ReflexiveReport | null> {
+    if (!this.network) return null;
     const peers = this.engine.snapshot().peers.flatMap((p) => (p.endpoint ? [p.endpoint] : []));
     const servers = (await resolveAnnounce({ hosts: [], tcp: [], udp: this.opts.stunServers ?? [] })).udp.flatMap((hp) => {
       try {
@@ -540,20 +664,54 @@ export class Daemon {
       }
     });
     const targets = stunTargets(peers, servers);
-    if (targets.length === 0) return;
-    const local = (await this.advertised()).endpoints;
+    if (targets.length === 0) return null;
+    // Our own sockets' endpoints (not what we advertise: that includes the last mapping).
+    const port = this.engine.listenPort;
+    const local = localAddresses(this.opts.ifname).map((a) => formatEndpoint({ addr: addrFromString(a.address), port }));
     const report = await discoverReflexive(this.paths, targets, local);
     if (report.variesByDestination && !this.reflexive?.variesByDestination) {
       this.log.warn({ asked: report.asked }, 'this node is behind a NAT that maps per destination (symmetric): members behind NAT will reach it only through a relay');
     }
     // Keep the last mapping we had when nobody answered this time (a member restarting).
     if (report.behindNat !== null || this.reflexive === null) this.reflexive = report;
+    return report;
+  }
+
+  private lastLocal = '';
+  /** The peers the last reconcile asked for, by peer id; and members revoked since, until when they stay. */
+  private lastDesired = new Map<string, DesiredPeer>();
+  private readonly departing = new Map<string, number>();
+
+  private localFingerprint(): string {
+    return localAddresses(this.opts.ifname).filter((a) => !isLinkLocal(a)).map((a) => a.address).sort().join(',');
+  }
+
+  /**
+   * This machine moved (another network, another address): libp2p connections from the old
+   * address are dead, so they are closed (the sync dials again from the new one), and our record
+   * is refreshed at once (new interface addresses, a new mapping), so that members behind NATs
+   * probe us at the new address within seconds, not at the next 30 s refresh.
+   */
+  private async followNetworkChange(): Promise<void> {
+    const now = this.localFingerprint();
+    if (now === this.lastLocal) return;
+    this.log.info({ was: this.lastLocal, now }, 'network changed');
+    this.lastLocal = now;
+    await Promise.all((this.node?.getConnections() ?? []).map((c) => c.close().catch(() => {})));
+    await this.refreshRecord();
+  }
+
+  /** Keepalives only where a NAT may need them: unless members saw us at our own address. */
+  private keepalive(): number {
+    return this.reflexive?.behindNat === false ? 0 : (this.opts.persistentKeepalive ?? 25);
   }
 
   /** Learns our reflexive endpoint, then republishes our record if anything in it changed. */
   private async refreshRecord(): Promise<void> {
+    const keepalive = this.keepalive();
     await this.refreshReflexive();
     await this.publishRecordIfChanged();
+    if (this.keepalive() !== keepalive) await this.onLedgerChange();
   }
 
   private async publishRecord(): Promise<void> {
@@ -566,6 +724,55 @@ export class Daemon {
   private async publishRecordIfChanged(): Promise<void> {
     const now = await this.advertised();
     if (JSON.stringify([now.endpoints, now.multiaddrs]) !== this.lastAdvertised) await this.publishRecord();
+  }
+
+  /** A member's WireGuard public key, or null for anyone else (ourselves included). */
+  private wgKeyOf(peerId: string): Buffer | null {
+    const m = peerId === this.peerId ? null : this.ledger?.member(peerId);
+    if (!m?.record) return null;
+    try {
+      return fromBase64(m.record.wgPublicKey);
+    } catch {
+      return null;
+    }
+  }
+
+  /** We reach this member without a relay: a recent handshake on a real endpoint. */
+  private reachesDirectly(peerId: string): boolean {
+    const key = this.wgKeyOf(peerId);
+    const p = key ? this.engine.device.peers.get(key.toString('hex')) : undefined;
+    return p !== undefined && p.endpoint !== null && !this.paths.isVirtual(p.endpoint) && recentHandshake(p.lastHandshakeWall, Date.now());
+  }
+
+  /** Members that could relay for us: reached directly, public endpoints first. */
+  private relayCandidates(): { peerId: string; hex: string }[] {
+    const rank = endpointRank(localAddresses(this.opts.ifname));
+    return (this.ledger?.members() ?? [])
+      .filter((m) => m.peerId !== this.peerId && this.reachesDirectly(m.peerId))
+      .map((m) => ({ peerId: m.peerId, hex: this.wgKeyOf(m.peerId)!.toString('hex') }))
+      .sort((a, b) => rank(this.engine.device.peers.get(a.hex)!.endpoint!) - rank(this.engine.device.peers.get(b.hex)!.endpoint!));
+  }
+
+  private createPathFinder(): PathFinder {
+    return new PathFinder({
+      probe: (hex, to, t) => this.paths.probe(hex, to, t),
+      virtualEndpoint: (relay, peer) => this.paths.virtualEndpoint(relay, peer),
+      isVirtual: (e) => this.paths.isVirtual(e),
+      view: (hex) => {
+        const p = this.engine.device.peers.get(hex);
+        return p ? { endpoint: p.endpoint, rxBytes: p.rxBytes, txBytes: p.txBytes, lastHandshakeMs: p.lastHandshakeWall } : null;
+      },
+      setEndpoint: async (hex, endpoint) => {
+        await this.engine.apply({ replacePeers: false, peers: [{ publicKey: Buffer.from(hex, 'hex'), remove: false, updateOnly: true, replaceAllowedIps: false, allowedIps: [], endpoint }] });
+      },
+      relays: () => this.relayCandidates(),
+      requestRelay: async (relay, to) => {
+        if (!this.node) throw new Error('not in a network');
+        await requestRelay(this.node, relay, to);
+      },
+      rank: endpointRank(localAddresses(this.opts.ifname)),
+      logger: this.log,
+    });
   }
 
   /** After any ledger change: our own address, our membership, the engine's peers. */
@@ -587,34 +794,59 @@ export class Daemon {
       this.meshIp = ip;
       this.log.info({ meshIp: ip }, 'mesh address assigned');
     }
-    // Hang up on members that are gone, after a moment so that the revocation reaches them too.
-    const node = this.node;
-    setTimeout(() => {
-      for (const conn of node?.getConnections() ?? []) {
-        if (this.ledger?.revoked(conn.remotePeer.toString())) void conn.close().catch(() => {});
-      }
-    }, 2000).unref();
+    // Members that are gone are hung up on by the sync, once the revocation has reached them.
     const snapshot = this.engine.snapshot();
     const handshakes = new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs]));
     const now = Date.now();
-    const desired = ledger.members()
+    const desired = new Map<string, DesiredPeer>(ledger.members()
       .filter((m) => m.peerId !== this.peerId && m.record)
-      .map((m) => {
-        return {
-          wgPublicKey: m.record!.wgPublicKey,
-          meshIp: m.meshIp,
-          endpoints: [...m.record!.endpoints],
-          working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
-        };
-      });
-    const change = reconcile(desired, snapshot, {
-      persistentKeepalive: this.opts.persistentKeepalive ?? 25,
+      .map((m) => [m.peerId, {
+        wgPublicKey: m.record!.wgPublicKey,
+        meshIp: m.meshIp,
+        endpoints: [...m.record!.endpoints],
+        working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
+        decided: this.finder?.decision(fromBase64(m.record!.wgPublicKey).toString('hex')) ?? null,
+      }]));
+    // A member just revoked keeps its WireGuard peer for REVOKED_GRACE_MS: the revocation may
+    // travel to it only through the tunnel (two members behind NATs), and it must learn it.
+    for (const [peerId, d] of this.lastDesired) {
+      if (desired.has(peerId) || !ledger.revoked(peerId)) continue;
+      let until = this.departing.get(peerId);
+      if (until === undefined) {
+        until = now + REVOKED_GRACE_MS;
+        this.departing.set(peerId, until);
+        setTimeout(() => this.inBackground('removing a revoked member', this.onLedgerChange()), REVOKED_GRACE_MS + 50).unref();
+      }
+      if (now < until) desired.set(peerId, d);
+    }
+    for (const [peerId, until] of this.departing) if (now >= until + 60_000) this.departing.delete(peerId);
+    this.lastDesired = desired;
+    const members = ledger.members().filter((m) => m.peerId !== this.peerId && m.record);
+    this.paths.setMembers(members.flatMap((m) => {
+      const key = this.wgKeyOf(m.peerId);
+      return key ? [key] : [];
+    }));
+    const change = reconcile([...desired.values()], snapshot, {
+      persistentKeepalive: this.keepalive(),
       rank: endpointRank(localAddresses(this.opts.ifname)),
     });
     if (change.peers.length > 0) {
       await this.engine.apply(change);
       this.log.debug({ changes: change.peers.length }, 'peers reconciled');
     }
+    const rank = endpointRank(localAddresses(this.opts.ifname));
+    this.finder?.setPeers(members.flatMap((m) => {
+      const key = this.wgKeyOf(m.peerId);
+      if (!key) return [];
+      const candidates = m.record!.endpoints.flatMap((e) => {
+        try {
+          return [parseEndpoint(e)];
+        } catch {
+          return [];
+        }
+      }).sort((a, b) => rank(a) - rank(b));
+      return [{ hex: key.toString('hex'), peerId: m.peerId, candidates }];
+    }));
   }
 
   /** One ICMP echo through the tunnel to every other member's mesh address. */

@@ -6,6 +6,7 @@
 //   TunnelProber.open(opts?): TunnelProber         throws (code EPERM...) without a raw socket
 //   prober.probe(targets: { key, ip }[]): void     one echo to each IPv4 address
 //   prober.rtt(key): number | null                 the latest round trip (ms), if fresh
+//   prober.echo(ip, timeoutMs?): Promise<number | null>   one echo now: its round trip, or null
 //   prober.close(): void
 import { randomInt } from 'node:crypto';
 import { native, type Poller } from '../wg/native.js';
@@ -31,7 +32,7 @@ export class TunnelProber {
   /** Our ICMP identifier: replies to other processes' pings carry theirs. */
   private readonly id = randomInt(1, 0xffff);
   private seq = 0;
-  private readonly pending = new Map<number, { key: string; ip: string; sent: number }>();
+  private readonly pending = new Map<number, { key: string; ip: string; sent: number; resolve?: (rtt: number | null) => void }>();
   private readonly results = new Map<string, { rtt: number; at: number }>();
   private readonly buf = Buffer.alloc(64);
   private readonly from = Buffer.alloc(4);
@@ -67,6 +68,26 @@ export class TunnelProber {
     }
   }
 
+  /** One echo to `ip` now (for `meshd ping`): its round trip in ms, or null without an answer. */
+  echo(ip: string, timeoutMs = 2000): Promise<number | null> {
+    const addr = ipv4Bytes(ip);
+    if (this.closed || !addr) return Promise.resolve(null);
+    this.seq = (this.seq + 1) & 0xffff;
+    const seq = this.seq;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        if (this.pending.get(seq)?.resolve === done) this.pending.delete(seq);
+        resolve(null);
+      }, timeoutMs);
+      const done = (rtt: number | null) => {
+        clearTimeout(timer);
+        resolve(rtt);
+      };
+      this.pending.set(seq, { key: `echo:${ip}`, ip, sent: this.now(), resolve: done });
+      native().icmpEcho(this.fd, addr, this.id, seq, this.payload);
+    });
+  }
+
   rtt(key: string): number | null {
     const r = this.results.get(key);
     if (!r || this.now() - r.at > this.maxAgeMs) return null;
@@ -91,7 +112,9 @@ export class TunnelProber {
       if (!p || p.ip !== [...this.from].join('.')) continue;
       this.pending.delete(seq);
       const now = this.now();
-      this.results.set(p.key, { rtt: Math.round((now - p.sent) * 100) / 100, at: now });
+      const rtt = Math.round((now - p.sent) * 100) / 100;
+      if (p.resolve) p.resolve(rtt);
+      else this.results.set(p.key, { rtt, at: now });
     }
   }
 }

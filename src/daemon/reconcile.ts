@@ -19,6 +19,8 @@ export interface DesiredPeer {
    * it (the engine roamed there after an authenticated packet, e.g. through a NAT).
    */
   working?: boolean;
+  /** The path finder's choice (a probed direct endpoint, or a relay's virtual one): it wins over the candidates, not over a working endpoint. */
+  decided?: Endpoint | null;
 }
 
 export interface ReconcileOptions {
@@ -61,7 +63,7 @@ export function reconcile(desired: DesiredPeer[], snapshot: DeviceSnapshot, opts
         return [];
       }
     });
-    const endpoint = chooseEndpoint(candidates, have?.endpoint ?? null, rank, d.working ?? false);
+    const endpoint = d.decided && !d.working ? d.decided : chooseEndpoint(candidates, have?.endpoint ?? null, rank, d.working ?? false);
     const prefixes = [`${d.meshIp}/32`, ...(d.routes ?? [])].map((p) => formatPrefix(parsePrefix(p)));
     const haveIps = new Set((have?.allowedIps ?? []).map(formatPrefix));
     const ipsChanged = !have || haveIps.size !== prefixes.length || prefixes.some((p) => !haveIps.has(p));

@@ -26,11 +26,12 @@
 //    signatures, and that is how a member whose ledger is stale learns that the dialler was
 //    admitted (it then syncs back in full, because its ledger changed).
 //
-// 3. Full mesh. Every member's record carries its multiaddrs; LedgerSync keeps a connection to
-//    every member that has a record, dialling it with exponential backoff (500 ms .. 30 s,
+// 3. Full mesh. Every member's record carries its multiaddrs (and, with throughMesh, its mesh
+//    address is tried last: the tunnel carries libp2p between members behind NATs); LedgerSync
+//    keeps a connection to every member that has a record, dialling it with exponential backoff (500 ms .. 30 s,
 //    jittered). To avoid two connections per pair, the smaller peer id dials at once and the
-//    larger one waits `yieldMs` first. Connections to revoked peers, or to peers the gate denies,
-//    are closed (on every ledger change and every tick), and so are connections to peers that
+//    larger one waits `yieldMs` first. Connections to revoked peers (after `revokedGraceMs`, so
+//    that the revocation reaches them first), or to peers the gate denies, are closed (on every ledger change and every tick), and so are connections to peers that
 //    stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds).
 //
 // Exported API:
@@ -87,6 +88,14 @@ export interface LedgerSyncOptions {
   syncRetryMs?: number;
   /** How long a connected peer may stay without being a member (a joiner); default 60 s. */
   nonMemberGraceMs?: number;
+  /**
+   * Also dial a member at its mesh address, last: through the WireGuard tunnel, which works when
+   * nothing else does (two members behind NATs cannot accept TCP, but their tunnel is up). Only
+   * where the mesh interface carries those addresses (the daemon); default false.
+   */
+  throughMesh?: boolean;
+  /** How long an open connection to a member just revoked stays, for the revocation to reach it; 2 s. */
+  revokedGraceMs?: number;
 }
 
 export type EnvelopeSource = 'gossip' | 'sync';
@@ -162,6 +171,9 @@ export class LedgerSync {
   readonly #backoffMaxMs: number;
   readonly #yieldMs: number;
   readonly #dialTimeoutMs: number;
+  readonly #throughMesh: boolean;
+  readonly #revokedGraceMs: number;
+  readonly #revokedSeen = new Map<string, number>();
   readonly #syncRetryMs: number;
   readonly #nonMemberGraceMs: number;
   readonly #self: string;
@@ -198,6 +210,8 @@ export class LedgerSync {
     this.#backoffMaxMs = opts.backoffMaxMs ?? 30_000;
     this.#yieldMs = opts.yieldMs ?? 1_500;
     this.#dialTimeoutMs = opts.dialTimeoutMs ?? 5_000;
+    this.#throughMesh = opts.throughMesh ?? false;
+    this.#revokedGraceMs = opts.revokedGraceMs ?? 2_000;
     this.#syncRetryMs = opts.syncRetryMs ?? 5_000;
     this.#nonMemberGraceMs = opts.nonMemberGraceMs ?? 60_000;
     this.#self = node.peerId.toString();
@@ -437,6 +451,17 @@ export class LedgerSync {
 
   // ---- full mesh ----------------------------------------------------------------------------
 
+  /** When we first saw this peer revoked (now, if this is the first time). */
+  #revokedAt(peer: string, now: number): number {
+    let at = this.#revokedSeen.get(peer);
+    if (at === undefined) {
+      at = now;
+      this.#revokedSeen.set(peer, at);
+      setTimeout(() => this.#queueTick(), this.#revokedGraceMs + 10).unref?.();
+    }
+    return at;
+  }
+
   #mustHangUp(peer: string): boolean {
     if (this.#ledger.revoked(peer)) return true;
     try {
@@ -472,6 +497,10 @@ export class LedgerSync {
     for (const conn of this.#node.getConnections()) {
       const peer = conn.remotePeer.toString();
       if (this.#mustHangUp(peer)) {
+        // A member just revoked keeps its connection for a moment: the revocation (published
+        // on gossip as it was made) must reach it, or it goes on believing it is a member. It is
+        // the only way it can learn: sync serves no ledger to non-members.
+        if (this.#ledger.revoked(peer) && now - this.#revokedAt(peer, now) < this.#revokedGraceMs) continue;
         void this.#hangUp(conn, 'revoked or denied');
         continue;
       }
@@ -499,7 +528,7 @@ export class LedgerSync {
         continue;
       }
       if (this.#mustHangUp(m.peerId)) continue;
-      const addrs = dialAddrs(m.peerId, m.record?.multiaddrs ?? []);
+      const addrs = dialAddrs(m.peerId, m.record?.multiaddrs ?? [], this.#throughMesh ? m.meshIp : null);
       if (addrs.length === 0) continue;
       let st = this.#dials.get(m.peerId);
       if (!st) {
@@ -538,9 +567,11 @@ export class LedgerSync {
  * Loopback addresses only when the record has nothing else: from another host they lead to the
  * dialler's own machine (members on one host, as in tests, still list only loopback).
  */
-function dialAddrs(peer: string, addrs: readonly string[]): Multiaddr[] {
+function dialAddrs(peer: string, addrs: readonly string[], meshIp: string | null): Multiaddr[] {
   const routable = addrs.filter((a) => !isLoopbackAddr(a));
   const out: Multiaddr[] = [];
+  const port = addrs.map((a) => /\/tcp\/(\d+)/.exec(a)?.[1]).find((p) => p !== undefined);
+  if (meshIp !== null && port !== undefined) routable.push(`/ip4/${meshIp}/tcp/${port}/p2p/${peer}`);
   for (const a of routable.length > 0 ? routable : addrs) {
     const owner = peerOf(a);
     if (owner !== null && owner !== peer) continue;

@@ -114,6 +114,12 @@ export class Lan extends MeshNet {
   }
 }
 
+export interface NatOptions {
+  nat?: 'preserve' | 'random';
+  firewall?: boolean;
+  udpTimeout?: number;
+}
+
 /** The public side of server i: its own /24 and /64 behind the core router. */
 export const publicV4 = (i: number) => `198.20.${i}.2`;
 export const publicV6 = (i: number) => `2a0f:5e00:${i}::2`;
@@ -159,10 +165,29 @@ export class Internet extends MeshNet {
    * destination: symmetric, "hard"). `firewall`: the router drops unsolicited packets to itself
    * (home routers do; Linux's default accepts them). `udpTimeout`: conntrack's UDP timeouts (s).
    */
-  async addBehindNat(name: string, opts: { nat?: 'preserve' | 'random'; firewall?: boolean; udpTimeout?: number; args?: string[] } = {}): Promise<MeshNode> {
+  async addBehindNat(name: string, opts: NatOptions & { args?: string[] } = {}): Promise<MeshNode> {
     const i = this.nodes.length + 1;
-    const router = await this.t.addNamespace(`r${i}`);
     const ns = await this.t.addNamespace(`n${i}`);
+    await this.plugBehindNat(ns, i, opts);
+    return this.node(name, ns, i, `192.168.${i}.2`, opts.args);
+  }
+
+  /**
+   * Takes a node off its network and puts it behind a new NAT router number k (a laptop moving
+   * to another Wi-Fi): its old link and addresses go, new ones come.
+   */
+  async moveBehindNat(node: MeshNode, k: number, opts: NatOptions = {}): Promise<void> {
+    for (const link of (await this.t.exec(node.ns, 'ip', ['-o', 'link', 'show'])).stdout.split('\n')) {
+      const dev = /^\d+: ([^:@]+)/.exec(link)?.[1];
+      if (dev && new RegExp(`^${this.t.prefix}e\\d+$`).test(dev)) await this.t.exec(node.ns, 'ip', ['link', 'del', dev]);
+    }
+    await this.plugBehindNat(node.ns, k, opts);
+    node.lanIp = `192.168.${k}.2`;
+  }
+
+  /** Router namespace r<k> (WAN publicV4(k)) and the host `ns` behind it at 192.168.<k>.2. */
+  private async plugBehindNat(ns: string, i: number, opts: NatOptions): Promise<void> {
+    const router = await this.t.addNamespace(`r${i}`);
     await this.t.link(router, `w${i}`, `${publicV4(i)}/24`, this.core, `g${i}`, `198.20.${i}.1/24`);
     await this.t.exec(router, 'ip', ['route', 'add', 'default', 'via', `198.20.${i}.1`]);
     await this.t.link(ns, `e${i}`, `192.168.${i}.2/24`, router, `l${i}`, `192.168.${i}.1/24`);
@@ -182,6 +207,5 @@ export class Internet extends MeshNet {
       await sh('iptables', '-A', 'INPUT', '-i', wan, '-m', 'conntrack', '--ctstate', 'ESTABLISHED,RELATED', '-j', 'ACCEPT');
       await sh('iptables', '-A', 'INPUT', '-i', wan, '-j', 'DROP');
     }
-    return this.node(name, ns, i, `192.168.${i}.2`, opts.args);
   }
 }

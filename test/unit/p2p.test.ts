@@ -177,7 +177,8 @@ test('a revoked member is hung up on and cannot come back', async (t) => {
   await waitFor(() => !connected(a, c) && !connected(b, c), 5_000, 'A and B to hang up on C');
   figures.hangUpRevoked = ms(performance.now() - t0);
   assert.ok(b.ledger.revoked(c.id));
-  // C still has its old ledger (it may or may not have learned of the kick): it cannot reconnect.
+  assert.ok(c.ledger.revoked(c.id), 'C learnt of its kick before the hang-up');
+  // C cannot reconnect.
   assert.ok(await dialDenied(c.node, multiaddr(a.addrs[0])), 'A refuses C');
   assert.ok(await dialDenied(c.node, multiaddr(b.addrs[0])), 'B refuses C');
   await new Promise((r) => setTimeout(r, 300));

@@ -15,6 +15,7 @@ import { HEADROOM, PacketBatch } from '../../src/wg/batch.js';
 import { ChannelNet } from './helpers/bindtest.js';
 import { batchTo, collect, until } from './helpers/bind-suite.js';
 import { ipv4 } from './wire.js';
+import { idNumber } from '../../src/discovery/relay.js';
 
 async function member(net: ChannelNet, ip: string, port = 51820) {
   const paths = new Paths();
@@ -120,4 +121,157 @@ test('a WireGuard device behind the path layer: handshake and data, with STUN in
     assert.equal(e.paths.stats.stunAnswered, 1);
   }
   for (const e of ends) e.device.close();
+});
+
+/** A member with a device behind its own path layer, on a channel net. */
+async function meshMember(net: ChannelNet, ip: string, tun: string) {
+  const key = generatePrivateKey();
+  let device: Device | null = null;
+  const paths = new Paths({ endpointOf: (hex) => device?.peers.get(hex)?.endpoint ?? null });
+  paths.setIdentity(key);
+  const bind = await paths.bindFactory(net.factory(ip))(51820);
+  const delivered: Buffer[] = [];
+  device = new Device({
+    cipher: new NobleCipher(),
+    timings: TEST_TIMINGS,
+    output: { send: (b) => bind.send(b), write: (b) => { for (let j = 0; j < b.count; j++) if (b.length[j] > 0) delivered.push(Buffer.from(b.packet(j))); } },
+  });
+  device.apply({ privateKey: key, replacePeers: false, peers: [] });
+  bind.start((b) => device!.handleUdpBatch(b));
+  return { ip, tun, paths, device, delivered, pub: staticKey(key).publicKey, hex: staticKey(key).publicKey.toString('hex') };
+}
+type MeshMember = Awaited<ReturnType<typeof meshMember>>;
+
+function peer(x: MeshMember, y: MeshMember, endpoint = { addr: addrFromString(y.ip), port: 51820 }): void {
+  x.device.apply({ replacePeers: false, peers: [{ publicKey: y.pub, remove: false, updateOnly: false, replaceAllowedIps: false, endpoint, presharedKey: null, allowedIps: [{ prefix: parsePrefix(`${y.tun}/32`), remove: false }] }] });
+}
+
+function sendIp(from: MeshMember, to: MeshMember, n: number, size = 100): void {
+  const batch = new PacketBatch(n);
+  for (let i = 0; i < n; i++) {
+    const p = ipv4(from.tun, to.tun, size + i);
+    p.copy(batch.data, batch.slot(i) + HEADROOM);
+    batch.offset[i] = HEADROOM;
+    batch.length[i] = p.length;
+  }
+  batch.count = n;
+  from.device.handleTunBatch(batch);
+}
+
+test('relayed: two members with no direct path talk through a third, which reads nothing and forwards only what is allocated', async () => {
+  const net = new ChannelNet();
+  const [a, r, b] = [await meshMember(net, '198.20.1.2', '10.0.0.1'), await meshMember(net, '198.20.2.2', '10.0.0.2'), await meshMember(net, '198.20.3.2', '10.0.0.3')];
+  for (const m of [a, r, b]) m.paths.setMembers([a.pub, r.pub, b.pub]);
+  peer(a, r); peer(r, a); peer(b, r); peer(r, b);
+  // the relay's sessions with both ends: what authenticates their endpoints
+  sendIp(a, r, 1); sendIp(b, r, 1);
+  await until(() => r.delivered.length === 2);
+  net.drop = (d) => (d.from.startsWith('198.20.1.2') && d.to.startsWith('198.20.3.2')) || (d.from.startsWith('198.20.3.2') && d.to.startsWith('198.20.1.2'));
+  const va = a.paths.virtualEndpoint(r.hex, b.hex)!;
+  assert.ok(a.paths.isVirtual(va));
+  assert.equal(a.paths.relayOf(va), r.hex);
+  peer(a, b, va);
+  peer(b, a, b.paths.virtualEndpoint(r.hex, a.hex)!);
+  // no allocation yet: refused and counted
+  sendIp(a, b, 1);
+  await until(() => r.paths.stats.relayNoAllocation > 0);
+  assert.equal(b.delivered.length, 0);
+  r.paths.allocations.allow(idNumber(a.pub, 0), idNumber(b.pub, 0));
+  // the handshake is retransmitted by a's timers (the engine's tick, here by hand)
+  const tick = setInterval(() => a.device.tick(), 100);
+  await until(() => a.device.snapshot().peers.find((p) => p.publicKey.equals(b.pub))!.lastHandshakeMs > 0, 8000);
+  clearInterval(tick);
+  assert.ok(a.device.snapshot().peers.find((p) => p.publicKey.equals(b.pub))!.lastHandshakeMs > 0, 'handshake through the relay');
+  sendIp(a, b, 20, 1300); // full-size packets too
+  sendIp(b, a, 5);
+  await until(() => b.delivered.length >= 20 && a.delivered.length >= 5);
+  assert.ok(b.delivered.length >= 20, `b got ${b.delivered.length}`);
+  assert.equal(a.delivered.length, 5);
+  assert.ok(r.paths.stats.relayForwarded >= 25);
+  assert.equal(r.delivered.length, 2, 'the relay delivers nothing of theirs to its own TUN');
+  assert.ok(b.paths.stats.relayDelivered >= 20);
+  // b sees a at the virtual endpoint (its replies go back through the relay)
+  const bSeesA = b.device.snapshot().peers.find((p) => p.publicKey.equals(a.pub))!.endpoint!;
+  assert.equal(b.paths.relayOf(bSeesA), r.hex);
+  for (const m of [a, r, b]) assert.equal(m.device.drops.decrypt + m.device.drops.malformed, 0);
+  for (const m of [a, r, b]) m.device.close();
+});
+
+test('a relay refuses strangers, forged sources and members without an allocation, and never forwards to a non-member', async () => {
+  const net = new ChannelNet();
+  const [a, r, b] = [await meshMember(net, '198.20.1.2', '10.0.0.1'), await meshMember(net, '198.20.2.2', '10.0.0.2'), await meshMember(net, '198.20.3.2', '10.0.0.3')];
+  for (const m of [a, r, b]) m.paths.setMembers([a.pub, r.pub, b.pub]);
+  peer(a, r); peer(r, a); peer(b, r); peer(r, b);
+  sendIp(a, r, 1); sendIp(b, r, 1);
+  await until(() => r.delivered.length === 2);
+  r.paths.allocations.allow(idNumber(a.pub, 0), idNumber(b.pub, 0));
+  const stranger = await net.factory('198.20.66.6')(51820);
+  collect(stranger);
+  const frame = (src: Buffer, dst: Buffer) => {
+    const f = Buffer.alloc(20 + 64, 9);
+    f.writeUInt32BE(0x6d524c59, 0);
+    src.copy(f, 4, 0, 8);
+    dst.copy(f, 12, 0, 8);
+    return f;
+  };
+  const outsider = staticKey(generatePrivateKey()).publicKey;
+  const before = net.log.length;
+  stranger.send(batchTo('198.20.2.2', 51820, [
+    frame(a.pub, b.pub), // a's id from the wrong address
+    frame(outsider, b.pub), // not a member
+    frame(a.pub, outsider), // to a non-member
+  ]));
+  await until(() => r.paths.stats.relayRefused >= 3);
+  await new Promise((res) => setTimeout(res, 20));
+  assert.equal(r.paths.stats.relayRefused, 3);
+  assert.equal(r.paths.stats.relayForwarded, 0);
+  assert.equal(net.log.slice(before).filter((d) => d.from.startsWith('198.20.2.2')).length, 0, 'nothing forwarded anywhere');
+  // a member without an allocation for that pair
+  r.paths.allocations.prune();
+  const c = await meshMember(net, '198.20.4.2', '10.0.0.4');
+  for (const m of [a, r, b, c]) m.paths.setMembers([a.pub, r.pub, b.pub, c.pub]);
+  peer(c, r); peer(r, c);
+  sendIp(c, r, 1);
+  await until(() => r.delivered.length === 3);
+  peer(c, b, c.paths.virtualEndpoint(r.hex, b.hex)!);
+  sendIp(c, b, 1);
+  await until(() => r.paths.stats.relayNoAllocation > 0);
+  assert.equal(b.delivered.length, 0);
+  // --no-relay: nothing is forwarded, even with an allocation
+  r.paths.relay = false;
+  peer(a, b, a.paths.virtualEndpoint(r.hex, b.hex)!);
+  sendIp(a, b, 1);
+  await new Promise((res) => setTimeout(res, 100));
+  assert.equal(r.paths.stats.relayForwarded, 0);
+  for (const m of [a, r, b, c]) m.device.close();
+});
+
+test('path probes: a member answers a member, authenticated; strangers and forgeries get nothing', async () => {
+  const net = new ChannelNet();
+  const [a, b] = [await meshMember(net, '198.20.1.2', '10.0.0.1'), await meshMember(net, '2a0f::2', '10.0.0.2')];
+  a.paths.setMembers([b.pub]);
+  b.paths.setMembers([a.pub]);
+  const probedBy: string[] = [];
+  b.paths.onProbe = (hex) => probedBy.push(hex);
+  const r = await a.paths.probe(b.hex, parseEndpoint('[2a0f::2]:51820'));
+  assert.ok(r, 'answered');
+  assert.equal(formatEndpoint(r.from), '[2a0f::2]:51820');
+  assert.ok(r.rttMs >= 0);
+  assert.deepEqual(probedBy, [a.hex]);
+  // b does not know c: c's probe is refused, and c gets no answer
+  const c = await meshMember(net, '198.20.3.2', '10.0.0.3');
+  c.paths.setMembers([b.pub]);
+  assert.equal(await c.paths.probe(b.hex, parseEndpoint('[2a0f::2]:51820'), 200), null);
+  assert.equal(b.paths.stats.probesRefused, 1);
+  // a forged answer (bit flipped in the mac) is refused
+  net.drop = (d) => d.from.startsWith('2a0f::2');
+  const pending = a.paths.probe(b.hex, parseEndpoint('[2a0f::2]:51820'), 300);
+  await until(() => net.log.some((d) => d.bytes.readUInt32BE(0) === 0x6d504e47));
+  const pong = Buffer.from(net.log.filter((d) => d.bytes.readUInt32BE(0) === 0x6d504e47).pop()!.bytes);
+  pong[43] ^= 1;
+  const liar = await net.factory('198.20.66.6')(1);
+  liar.send(batchTo('198.20.1.2', 51820, [pong]));
+  assert.equal(await pending, null);
+  assert.ok(a.paths.stats.probesRefused >= 1);
+  for (const m of [a, b, c]) m.device.close();
 });

@@ -1,0 +1,110 @@
+// The path finder's decisions, with fake probes, relays and a fake clock: direct when a candidate
+// answers, a relay when none does, a dead direct path moved to a relay, a relayed path moved back
+// to direct once it works, and idle members costing nothing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PathFinder, type PeerView } from '../../src/daemon/pathfinder.js';
+import { formatEndpoint, parseEndpoint, type Endpoint } from '../../src/wg/endpoint.js';
+import { noopLogger } from '../../src/discovery/p2p.js';
+
+const V = parseEndpoint('[fd7a:6d65:7368:0:1:2:3:4]:1');
+
+function world() {
+  let t = 0;
+  const answering = new Set<string>(); // endpoints that answer probes
+  const probes: string[] = [];
+  const views = new Map<string, PeerView>();
+  const relayRequests: string[] = [];
+  let relayOk = true;
+  const finder = new PathFinder({
+    probe: async (_hex, to) => {
+      probes.push(formatEndpoint(to));
+      return answering.has(formatEndpoint(to)) ? { from: to, rttMs: 1 } : null;
+    },
+    virtualEndpoint: () => V,
+    isVirtual: (e) => formatEndpoint(e) === formatEndpoint(V),
+    view: (hex) => views.get(hex) ?? null,
+    setEndpoint: async (hex, e) => { views.get(hex)!.endpoint = e; },
+    relays: () => [{ hex: 'r', peerId: 'relay' }],
+    requestRelay: async (relay, to) => {
+      relayRequests.push(`${relay}->${to}`);
+      if (!relayOk) throw new Error('no');
+    },
+    rank: () => 0,
+    logger: noopLogger,
+    now: () => t,
+  });
+  const settle = () => new Promise((r) => setTimeout(r, 5));
+  return {
+    finder, answering, probes, views, relayRequests, settle,
+    setRelayOk: (v: boolean) => { relayOk = v; },
+    advance: async (ms: number) => {
+      for (let i = 0; i < ms / 1000; i++) {
+        t += 1000;
+        finder.tick();
+        await settle();
+      }
+    },
+  };
+}
+
+const ep = (s: string): Endpoint => parseEndpoint(s);
+
+test('a candidate that answers is taken; none answering means a relay', async () => {
+  const w = world();
+  w.views.set('b', { endpoint: ep('198.20.3.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: 0 });
+  w.answering.add('198.20.3.2:51820');
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('192.168.3.2:51820'), ep('198.20.3.2:51820')] }]);
+  await w.settle();
+  assert.equal(formatEndpoint(w.views.get('b')!.endpoint!), '198.20.3.2:51820');
+  assert.equal(formatEndpoint(w.finder.decision('b')!), '198.20.3.2:51820');
+
+  w.views.set('c', { endpoint: ep('198.20.4.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: 0 });
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('198.20.3.2:51820')] }, { hex: 'c', peerId: 'C', candidates: [ep('198.20.4.2:51820')] }]);
+  await w.settle();
+  assert.deepEqual(w.relayRequests, ['relay->C']);
+  assert.equal(w.views.get('c')!.endpoint, V);
+});
+
+test('a direct path whose traffic goes unanswered moves to a relay; a relayed one moves back once direct works', async () => {
+  const w = world();
+  const b: PeerView = { endpoint: ep('198.20.3.2:51820'), rxBytes: 100, txBytes: 100, lastHandshakeMs: Date.now() };
+  w.views.set('b', b);
+  w.answering.add('198.20.3.2:51820');
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('198.20.3.2:51820')] }]);
+  await w.settle();
+  // traffic both ways: nothing to do, no probes
+  const before = w.probes.length;
+  for (let i = 0; i < 10; i++) {
+    b.txBytes += 500;
+    b.rxBytes += 500;
+    await w.advance(1000);
+  }
+  assert.equal(w.probes.length, before, 'a working path costs no probes');
+  // the path dies: sent, nothing back
+  w.answering.clear();
+  for (let i = 0; i < 5 && b.endpoint !== V; i++) {
+    b.txBytes += 500;
+    await w.advance(1000);
+  }
+  assert.equal(b.endpoint, V, 'relayed within a few seconds');
+  // works again: within 30 s the relayed path is upgraded
+  w.answering.add('198.20.3.2:51820');
+  for (let i = 0; i < 31 && b.endpoint === V; i++) {
+    b.txBytes += 500;
+    b.rxBytes += 500;
+    await w.advance(1000);
+  }
+  assert.equal(formatEndpoint(b.endpoint!), '198.20.3.2:51820', 'direct again');
+});
+
+test('idle members cost nothing', async () => {
+  const w = world();
+  for (const h of ['a', 'b', 'c']) w.views.set(h, { endpoint: ep(`198.20.9.${h.charCodeAt(0) - 96}:51820`), rxBytes: 10, txBytes: 10, lastHandshakeMs: Date.now() });
+  for (const h of ['a', 'b', 'c']) w.answering.add(`198.20.9.${h.charCodeAt(0) - 96}:51820`);
+  w.finder.setPeers(['a', 'b', 'c'].map((h) => ({ hex: h, peerId: h.toUpperCase(), candidates: [w.views.get(h)!.endpoint!] })));
+  await w.settle();
+  const n = w.probes.length;
+  await w.advance(120_000);
+  assert.equal(w.probes.length, n);
+});
