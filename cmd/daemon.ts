@@ -29,7 +29,8 @@ export function daemonCommand(): Command {
     .option('--announce-udp <host:port>', 'where its WireGuard port is reachable through a port forward that changes the port; repeatable', collect, [])
     .option('--announce-tcp <host:port>', 'where its libp2p port is reachable through a port forward that changes the port; repeatable', collect, [])
     .option('--keepalive <seconds>', 'keepalive interval that holds NAT mappings open, sent only while this node may be behind a NAT (0: never)', seconds, 25)
-    .option('--no-relay', 'do not relay other members\' WireGuard datagrams (by default a member relays for members that have no direct path)')
+    .option('--relay', 'relay other members\' WireGuard datagrams when they have no direct path (the default)')
+    .option('--no-relay', 'do not relay for other members')
     .option('--stun <host:port>', 'a STUN server to learn this node\'s public UDP endpoint from, besides members on public addresses; repeatable', collect, [])
     .addOption(new Option('--datapath <kind>', 'native or reference').choices(['native', 'reference']))
     .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[]; stun: string[]; keepalive: number; relay: boolean }, cmd: Command) => {

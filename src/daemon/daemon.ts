@@ -33,6 +33,7 @@ import { NO_ANNOUNCE, advertisedEndpoints, advertisedMultiaddrs, resolveAnnounce
 import { Paths, type PathStats } from '../discovery/paths.js';
 import { discoverReflexive, stunTargets, type ReflexiveReport } from '../discovery/reflexive.js';
 import { requestRelay, serveRelay } from '../discovery/relay-service.js';
+import { openStreamLink, serveStreamLinks, type StreamLinkHost } from '../discovery/stream-link.js';
 import { idNumber } from '../discovery/relay.js';
 import { PathFinder } from './pathfinder.js';
 import { udpBindFactory } from '../wg/bind.js';
@@ -176,6 +177,9 @@ export class Daemon {
   /** Direct or relayed, per member (null outside a network). */
   private finder: PathFinder | null = null;
   private relayService: { close(): Promise<void> } | null = null;
+  private streamService: { close(): Promise<void> } | null = null;
+  /** Nobody we asked answered STUN: our UDP gets nowhere, WireGuard goes over libp2p streams. */
+  private udpBlocked = false;
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -487,9 +491,10 @@ export class Daemon {
       this.relayService = await serveRelay(this.node, {
         enabled: () => this.paths.relay,
         member: (peerId) => this.wgKeyOf(peerId),
-        reaches: (peerId) => this.reachesDirectly(peerId),
+        reaches: (peerId) => this.reachesDirectly(peerId) || this.paths.hasStream(this.wgKeyOf(peerId)?.toString('hex') ?? ''),
         allow: (a, b, ttlMs) => this.paths.allocations.allow(idNumber(a, 0), idNumber(b, 0), ttlMs),
       }, this.log);
+      this.streamService = await serveStreamLinks(this.node, this.streamHost(), this.log);
       this.timers.push(setInterval(() => {
         this.finder?.tick();
         this.paths.allocations.prune();
@@ -537,6 +542,9 @@ export class Daemon {
     this.paths.setMembers([]);
     await this.relayService?.close();
     this.relayService = null;
+    await this.streamService?.close();
+    this.streamService = null;
+    this.udpBlocked = false;
     await this.sync?.stop();
     await Promise.resolve(this.node?.stop()).catch(() => {});
     this.node = null;
@@ -655,7 +663,18 @@ export class Daemon {
    */
   private async refreshReflexive(): Promise<ReflexiveReport | null> {
     if (!this.network) return null;
-    const peers = this.engine.snapshot().peers.flatMap((p) => (p.endpoint ? [p.endpoint] : []));
+    // Where WireGuard reaches members now, then what they advertise (a relayed member's endpoint
+    // is virtual; with our UDP blocked every one is, and only their records say where to ask).
+    const peers = [
+      ...this.engine.snapshot().peers.flatMap((p) => (p.endpoint && !this.paths.isVirtual(p.endpoint) ? [p.endpoint] : [])),
+      ...(this.ledger?.members() ?? []).filter((m) => m.peerId !== this.peerId).flatMap((m) => (m.record?.endpoints ?? []).flatMap((e) => {
+        try {
+          return [parseEndpoint(e)];
+        } catch {
+          return [];
+        }
+      })),
+    ];
     const servers = (await resolveAnnounce({ hosts: [], tcp: [], udp: this.opts.stunServers ?? [] })).udp.flatMap((hp) => {
       try {
         return [parseEndpoint(hp.host.includes(':') ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`)];
@@ -674,6 +693,13 @@ export class Daemon {
     }
     // Keep the last mapping we had when nobody answered this time (a member restarting).
     if (report.behindNat !== null || this.reflexive === null) this.reflexive = report;
+    const blocked = report.behindNat === null;
+    if (blocked !== this.udpBlocked) {
+      this.udpBlocked = blocked;
+      if (blocked) this.log.warn({ asked: report.asked.map((a) => a.to) }, 'no STUN answer from anyone asked: UDP looks blocked; WireGuard goes over libp2p (TCP) through members');
+      else this.log.info('UDP works again');
+      this.finder?.reevaluateAll(blocked ? 'UDP is blocked' : 'UDP works again');
+    }
     return report;
   }
 
@@ -753,6 +779,16 @@ export class Daemon {
       .sort((a, b) => rank(this.engine.device.peers.get(a.hex)!.endpoint!) - rank(this.engine.device.peers.get(b.hex)!.endpoint!));
   }
 
+  /** Where WireGuard streams (stream-link.ts) meet the path layer. */
+  private streamHost(): StreamLinkHost {
+    return {
+      member: (peerId) => this.wgKeyOf(peerId)?.toString('hex') ?? null,
+      attach: (hex, link) => this.paths.attach(hex, link),
+      detach: (hex, link) => this.paths.detach(hex, link),
+      receive: (hex, frame) => this.paths.receive(hex, frame),
+    };
+  }
+
   private createPathFinder(): PathFinder {
     return new PathFinder({
       probe: (hex, to, t) => this.paths.probe(hex, to, t),
@@ -770,6 +806,19 @@ export class Daemon {
         if (!this.node) throw new Error('not in a network');
         await requestRelay(this.node, relay, to);
       },
+      udpBlocked: () => this.udpBlocked,
+      streamRelays: () => {
+        const connected = new Set(this.node?.getConnections().filter((c) => c.status === 'open').map((c) => c.remotePeer.toString()) ?? []);
+        return (this.ledger?.members() ?? []).filter((m) => m.peerId !== this.peerId && connected.has(m.peerId) && this.wgKeyOf(m.peerId))
+          .map((m) => ({ peerId: m.peerId, hex: this.wgKeyOf(m.peerId)!.toString('hex') }));
+      },
+      openStream: async (peerId) => {
+        const key = this.wgKeyOf(peerId);
+        if (!this.node || !key) throw new Error('not a member');
+        if (this.paths.hasStream(key.toString('hex'))) return;
+        await openStreamLink(this.node, peerId, this.streamHost(), this.log);
+      },
+      hasStream: (hex) => this.paths.hasStream(hex),
       rank: endpointRank(localAddresses(this.opts.ifname)),
       logger: this.log,
     });

@@ -24,7 +24,11 @@
 //   interface PathFinderDeps { probe, virtualEndpoint, isVirtual, relayOf, view(hex), setEndpoint(hex, e),
 //                              relays(): { hex, peerId }[], requestRelay(relayPeerId, toPeerId),
 //                              rank(e), logger, now? }
-//   class PathFinder { setPeers(peers); decision(hex): Endpoint | null; hint(hex); tick(); stop() }
+//   class PathFinder { setPeers(peers); decision(hex): Endpoint | null; hint(hex); reevaluateAll(why); tick(); stop() }
+//
+// With no UDP at all (a router that blocks it), every member is reached over a libp2p stream
+// (stream-link.ts): to the member itself when we hold a libp2p connection to it, else through a
+// member we are connected to.
 import { formatEndpoint, type Endpoint } from '../wg/endpoint.js';
 import type { MeshLogger } from '../discovery/p2p.js';
 
@@ -52,6 +56,13 @@ export interface PathFinderDeps {
   /** Members that could relay for us: reached directly, best first. */
   relays(): { hex: string; peerId: string }[];
   requestRelay(relayPeerId: string, toPeerId: string): Promise<void>;
+  /** Our UDP gets nowhere (no STUN answer from anyone asked): WireGuard goes over libp2p streams. */
+  udpBlocked(): boolean;
+  /** Members we have a libp2p connection to: where a stream can go. */
+  streamRelays(): { hex: string; peerId: string }[];
+  /** A WireGuard stream to this member (stream-link.ts), opened if there is none. */
+  openStream(peerId: string): Promise<void>;
+  hasStream(hex: string): boolean;
   rank(e: Endpoint): number;
   logger: MeshLogger;
   now?: () => number;
@@ -148,7 +159,7 @@ export class PathFinder {
         this.evaluate(hex, 'relayed: new member, trying direct again');
       } else if (relayed && now - st.lastEval >= UPGRADE_MS) {
         this.evaluate(hex, 'relayed: trying direct');
-      } else if (relayed && st.relay && now - st.renewedAt >= RENEW_MS) {
+      } else if (relayed && st.relay && st.relay !== hex && now - st.renewedAt >= RENEW_MS) {
         st.renewedAt = now;
         void this.deps.requestRelay(this.peerIdOf(st.relay), st.peer.peerId).catch(() => this.evaluate(hex, 'relay renewal refused'));
       }
@@ -178,10 +189,16 @@ export class PathFinder {
       });
   }
 
+  /** Every member again (our UDP was found blocked, or working again). */
+  reevaluateAll(why: string): void {
+    for (const hex of this.states.keys()) this.evaluate(hex, why);
+  }
+
   private async run(st: State, why: string): Promise<void> {
     const { peer } = st;
     const d = this.deps;
     const current = d.view(peer.hex)?.endpoint ?? null;
+    if (d.udpBlocked()) return this.overStream(st, current, why);
     const targets = [...peer.candidates];
     if (current && !d.isVirtual(current) && !targets.some((c) => formatEndpoint(c) === formatEndpoint(current))) targets.push(current);
     const answers = (await Promise.all(targets.slice(0, 8).map((t) => d.probe(peer.hex, t, PROBE_TIMEOUT_MS)))).filter((a) => a !== null);
@@ -221,6 +238,36 @@ export class PathFinder {
       return;
     }
     d.logger.debug({ peer: peer.peerId, why }, 'no path answers, and no relay');
+  }
+
+  /**
+   * No UDP at all: WireGuard over a libp2p stream, straight to the member if we are connected to
+   * it, else through a member we are connected to that relays for us.
+   */
+  private async overStream(st: State, current: Endpoint | null, why: string): Promise<void> {
+    const { peer } = st;
+    const d = this.deps;
+    if (current && d.isVirtual(current) && st.relay && d.hasStream(st.relay) && why !== 'traffic unanswered') return;
+    const relays = d.streamRelays();
+    relays.sort((a, b) => Number(b.hex === peer.hex) - Number(a.hex === peer.hex));
+    for (const relay of relays) {
+      try {
+        await d.openStream(relay.peerId); // first: the relay reaches us by this stream
+        if (relay.hex !== peer.hex) await d.requestRelay(relay.peerId, peer.peerId);
+      } catch (err) {
+        d.logger.debug({ peer: peer.peerId, relay: relay.peerId, err: (err as Error).message }, 'no stream through this member');
+        continue;
+      }
+      const v = d.virtualEndpoint(relay.hex, peer.hex);
+      if (!v || this.stopped || !this.states.has(peer.hex)) return;
+      st.decided = v;
+      st.relay = relay.hex;
+      st.renewedAt = this.now();
+      d.logger.info({ peer: peer.peerId, relay: relay.peerId, why }, 'path over libp2p (TCP): UDP is blocked');
+      await d.setEndpoint(peer.hex, v);
+      return;
+    }
+    d.logger.debug({ peer: peer.peerId, why }, 'UDP is blocked and no member carries WireGuard over libp2p for us');
   }
 
   stop(): void {

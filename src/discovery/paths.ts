@@ -16,6 +16,12 @@
 //   - relayed datagrams ('mRLY'; relay.ts): for us, the WireGuard datagram inside goes on to the
 //     device as if it came from a virtual endpoint (below); for another member, we forward it if
 //     we relay and the rules of relay.ts allow it.
+// Streams (stream-link.ts): for a member whose UDP is blocked, relay frames travel on a libp2p
+// stream instead. A relay reached by stream is used by stream; a frame that arrives on a stream
+// is delivered or forwarded as one from UDP would be, the stream's peer standing in for its
+// source address. A virtual endpoint whose peer is the relay itself means "to that member, over
+// its stream": WireGuard over TCP.
+//
 // Nothing a stranger sends changes where WireGuard sends: answers only inform the daemon, which
 // decides paths; a relayed datagram reaches the device, which authenticates it like any other.
 //
@@ -38,6 +44,7 @@
 //     probe(peerHex, to, timeoutMs?): Promise<{ from: Endpoint; rttMs } | null>
 //     onProbe: ((peerHex, from) => void) | null          a member probed us (punch back)
 //     virtualEndpoint(relayHex, peerHex): Endpoint | null;  isVirtual(e); relayOf(e): relay hex | null
+//     attach(hex, link) / detach(hex, link) / hasStream(hex) / receive(hex, frame)   stream links
 //     close(): void                                    pending requests resolve null
 //   }
 import { randomBytes, type KeyObject } from 'node:crypto';
@@ -140,6 +147,10 @@ export class Paths {
   private byHex = new Map<string, Member>();
   /** Relays in use, by slot: the member's key in hex. */
   private readonly relaySlots: string[] = [];
+  /** Members we have a WireGuard stream with (stream-link.ts), by key in hex. */
+  private readonly streams = new Map<string, { write(frame: Uint8Array): void }>();
+  /** One datagram from a stream, on its way to the device. */
+  private readonly fromStream = new PacketBatch(1);
   private readonly log: MeshLogger;
   private readonly now: () => number;
   private readonly stunRate: number;
@@ -207,16 +218,90 @@ export class Paths {
     return isVirtualAt(e.addr, 0) ? (this.relaySlots[e.addr.readUInt16BE(6)] ?? null) : null;
   }
 
+  // ---- streams ---------------------------------------------------------------------------------
+
+  attach(hex: string, link: { write(frame: Uint8Array): void }): void {
+    this.streams.set(hex, link);
+  }
+
+  detach(hex: string, link: { write(frame: Uint8Array): void }): void {
+    if (this.streams.get(hex) === link) this.streams.delete(hex);
+  }
+
+  hasStream(hex: string): boolean {
+    return this.streams.has(hex);
+  }
+
+  /** A relay frame that arrived on the stream of member `hex`. */
+  receive(hex: string, frame: Buffer): void {
+    const via = this.byHex.get(hex);
+    const len = frame.length;
+    if (!via || len < RELAY_HEADER + 32 || frame.readUInt32BE(0) !== RELAY_MAGIC) { this.stats.relayRefused++; return; }
+    const src = this.byNum.get(idNumber(frame, 4));
+    const dstNum = idNumber(frame, 12);
+    if (!src) { this.stats.relayRefused++; return; }
+    if (dstNum === this.ownNum) {
+      const b = this.fromStream;
+      frame.copy(b.data, 0, RELAY_HEADER, len);
+      b.offset[0] = 0;
+      b.length[0] = len - RELAY_HEADER;
+      b.addr.set(VIRTUAL_PREFIX, 0);
+      b.addr.writeUInt16BE(this.slotOf(hex), 6);
+      b.addr.set(src.key.subarray(0, ID_BYTES), 8);
+      b.port[0] = VIRTUAL_PORT;
+      b.count = 1;
+      this.stats.relayDelivered++;
+      this.current?.deliver(b);
+      return;
+    }
+    // Relaying for the member at the other end of the stream: it can only speak for itself.
+    const dst = this.byNum.get(dstNum);
+    if (!this.relay || !dst || src !== via) { this.stats.relayRefused++; return; }
+    if (!this.allocations.allowed(src.num, dst.num)) { this.stats.relayNoAllocation++; return; }
+    if (!this.allocations.take(src.num)) { this.stats.relayRateLimited++; return; }
+    this.forwardTo(dst.hex, frame, 0, len);
+    if (this.fwd.count > 0) this.flushForwarded(); // one frame per stream read: nothing to wait for
+  }
+
+  private slotOf(hex: string): number {
+    const slot = this.relaySlots.indexOf(hex);
+    return slot >= 0 ? slot : this.relaySlots.push(hex) - 1;
+  }
+
+  /**
+   * Queues one relay frame for member `hex`: on its stream (at once) or to its WireGuard
+   * endpoint (in the forwarded batch). False when there is no way to it (counted).
+   */
+  private forwardTo(hex: string, data: Buffer, at: number, len: number): boolean {
+    const stream = this.streams.get(hex);
+    if (stream) {
+      stream.write(Buffer.from(data.subarray(at, at + len)));
+      this.stats.relayForwarded++;
+      return false;
+    }
+    const to = this.endpointOf(hex);
+    if (!to || isVirtualAt(to.addr, 0)) { this.stats.relayRefused++; return false; }
+    const f = this.fwd;
+    const k = f.count++;
+    data.copy(f.data, k * SLOT_SIZE, at, at + len);
+    f.offset[k] = 0;
+    f.length[k] = len;
+    f.addr.set(to.addr, k * 16);
+    f.port[k] = to.port;
+    this.stats.relayForwarded++;
+    return f.count === f.capacity;
+  }
+
   bindFactory(inner: BindFactory): BindFactory {
     return async (port) => new PathBind(this, await inner(port));
   }
 
   /** The socket the engine uses now: the last one it started. */
-  attach(bind: PathBind): void {
+  attachBind(bind: PathBind): void {
     this.current = bind;
   }
 
-  detach(bind: PathBind): void {
+  detachBind(bind: PathBind): void {
     if (this.current === bind) this.current = null;
   }
 
@@ -268,18 +353,8 @@ export class Paths {
     const from = this.endpointOf(src.hex);
     if (!from || !endpointEquals(from, batch.addr, i * 16, batch.port[i])) { this.stats.relayRefused++; return; }
     if (!this.allocations.allowed(src.num, dst.num)) { this.stats.relayNoAllocation++; return; }
-    const to = this.endpointOf(dst.hex);
-    if (!to || isVirtualAt(to.addr, 0)) { this.stats.relayRefused++; return; }
     if (!this.allocations.take(src.num)) { this.stats.relayRateLimited++; return; }
-    const f = this.fwd;
-    const k = f.count++;
-    data.copy(f.data, k * SLOT_SIZE, at, at + len);
-    f.offset[k] = 0;
-    f.length[k] = len;
-    f.addr.set(to.addr, k * 16);
-    f.port[k] = to.port;
-    this.stats.relayForwarded++;
-    if (f.count === f.capacity) this.flushForwarded();
+    if (this.forwardTo(dst.hex, data, at, len)) this.flushForwarded();
   }
 
   private flushForwarded(): void {
@@ -319,6 +394,17 @@ export class Paths {
       this.skipped[i] = 1;
       batch.length[i] = -len;
       const relay = this.relaySlots[batch.addr.readUInt16BE(i * 16 + 6)];
+      const stream = relay === undefined ? undefined : this.streams.get(relay);
+      if (stream) {
+        const frame = Buffer.allocUnsafe(len + RELAY_HEADER); // the stream writes it later: a copy of its own
+        frame.writeUInt32BE(RELAY_MAGIC, 0);
+        this.ownId.copy(frame, 4);
+        batch.addr.copy(frame, 12, i * 16 + 8, i * 16 + 16);
+        batch.data.copy(frame, RELAY_HEADER, batch.slot(i) + batch.offset[i], batch.slot(i) + batch.offset[i] + len);
+        stream.write(frame);
+        this.stats.relaySent++;
+        continue;
+      }
       const to = relay === undefined ? null : this.endpointOf(relay);
       if (!to || isVirtualAt(to.addr, 0) || len + RELAY_HEADER > SLOT_SIZE) { this.stats.relayNoEndpoint++; continue; }
       const k = w.count++;
@@ -484,8 +570,11 @@ export class PathBind implements Bind {
     return this.inner.port;
   }
 
+  private onBatch: ((batch: PacketBatch) => void) | null = null;
+
   start(onBatch: (batch: PacketBatch) => void): void {
-    this.paths.attach(this);
+    this.onBatch = onBatch;
+    this.paths.attachBind(this);
     this.inner.start((b) => {
       this.paths.demux(b);
       onBatch(b);
@@ -494,6 +583,11 @@ export class PathBind implements Bind {
 
   send(batch: PacketBatch): void {
     this.paths.send(batch, this.inner);
+  }
+
+  /** Datagrams that came another way (a stream), to the device as if received. */
+  deliver(batch: PacketBatch): void {
+    this.onBatch?.(batch);
   }
 
   /** Datagrams of the path layer itself (STUN, probes, forwarded), straight to the socket. */
@@ -507,7 +601,7 @@ export class PathBind implements Bind {
   }
 
   close(): void {
-    this.paths.detach(this);
+    this.paths.detachBind(this);
     this.inner.close();
   }
 }

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Internet, publicV4, publicV6, type MeshNode } from './mesh.js';
-import { ping, wgDump } from './harness.js';
+import { ping, waitFor, wgDump } from './harness.js';
 import { parseInvite } from '../../src/discovery/invite.js';
 
 const PUBLIC = /^(198\.20\.\d+\.2|\[2a0f:5e00:\d+::2\]):\d+$/;
@@ -13,7 +13,7 @@ function hostOf(endpoint: string): string {
   return endpoint.replace(/^\[?(.*?)\]?:\d+$/, '$1');
 }
 
-test('servers on public addresses only: init, joins (one over IPv6 only), full mesh, every WireGuard endpoint public', { timeout: 180_000 }, async (tc) => {
+test('servers on public addresses only: init, joins (two over IPv6 only), full mesh, every WireGuard endpoint public, no keepalives', { timeout: 180_000 }, async (tc) => {
   const net = new Internet();
   tc.after(() => net.cleanup());
   await net.init();
@@ -21,6 +21,7 @@ test('servers on public addresses only: init, joins (one over IPv6 only), full m
   const b = await net.addServer('bravo');
   const c = await net.addServer('charlie');
   const d = await net.addServer('delta', { v4: false }); // IPv6 only
+  const e = await net.addServer('echo', { v4: false }); // IPv6 only too: delta and echo have nothing but IPv6
   await Promise.all(net.nodes.map((n) => net.start(n)));
 
   assert.match(await net.cli(a, ['init', '--network', 'cloud']), /10\.0\.0\.1/);
@@ -37,24 +38,30 @@ test('servers on public addresses only: init, joins (one over IPv6 only), full m
   // A joiner reaches the member that invited it, and members that were not in its invite.
   assert.match(await net.cli(c, ['join', await net.invite(b)]), /this node is 10\.0\.0\.3/);
   assert.match(await net.cli(d, ['join', await net.invite(a)]), /this node is 10\.0\.0\.4/);
+  assert.match(await net.cli(e, ['join', await net.invite(a)]), /this node is 10\.0\.0\.5/);
 
   await net.fullMesh(30_000);
   const byName = new Map(net.nodes.map((n, i) => [n.name, { n, i: i + 1 }]));
   for (const n of net.nodes) {
     const s = await net.status(n);
-    assert.equal(s.peers.length, 3);
+    assert.equal(s.peers.length, 4);
     for (const p of s.peers) {
       assert.equal(p.path, 'direct');
       assert.match(p.endpoint ?? '', PUBLIC, `${n.name} -> ${p.name} over a public endpoint`);
       const i = byName.get(p.name)!.i;
       // The IPv6-only member is reached over IPv6, by everyone; the others at one of their own
       // addresses (whichever answered the path probes first).
-      const want = p.name === 'delta' || n.name === 'delta' ? [publicV6(i)] : [publicV4(i), publicV6(i)];
+      const v6only = (name: string) => name === 'delta' || name === 'echo';
+      const want = v6only(p.name) || v6only(n.name) ? [publicV6(i)] : [publicV4(i), publicV6(i)];
       assert.ok(want.includes(hostOf(p.endpoint!)), `${n.name} reaches ${p.name} at ${p.endpoint}, one of ${want}`);
       assert.equal((await ping(net.t, n.ns, p.meshIp, { count: 2, wait: 2 })).received, 2, `${n.name} pings ${p.name}`);
     }
     // wg show agrees: every peer's endpoint is public
     for (const peer of await wgDump(net.t, n.ns, n.ifname)) assert.match(peer.endpoint, PUBLIC);
+  }
+  // Nobody is behind a NAT: once members see each other at their own addresses, no keepalives.
+  for (const n of net.nodes) {
+    await waitFor(async () => (await net.t.exec(n.ns, 'wg', ['show', n.ifname, 'persistent-keepalive'])).stdout.trim().split('\n').every((l) => l.endsWith('\toff')), 40_000, `${n.name} without keepalives`);
   }
   process.stdout.write(`# public servers: first join took ${joinMs} ms\n`);
 });
@@ -82,7 +89,7 @@ test('a join tries every address of the invite at once: a dead one listed first 
   assert.equal(s.peers[0].name, 'alpha');
   // alpha advertises the announced address too; WireGuard still ends up at its real one.
   await net.fullMesh(20_000, [a, b]);
-  assert.equal(hostOf((await net.status(b)).peers[0].endpoint!), publicV4(1));
+  assert.ok([publicV4(1), publicV6(1)].includes(hostOf((await net.status(b)).peers[0].endpoint!)), 'one of its real addresses');
 
   // The invite carries the other members' addresses too: with its issuer down, a join goes
   // through another member.
@@ -149,3 +156,44 @@ async function forwarded(net: Internet, name: string, args: string[]): Promise<M
   await fw('-s', '192.168.99.0/24', '-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'DROP');
   return net.node(name, ns, i, '192.168.99.2', args);
 }
+test('strangers on the internet sending STUN, forged probes and relay frames to a member: nothing moves, nothing is forwarded, all is counted', { timeout: 120_000 }, async (tc) => {
+  const net = new Internet();
+  tc.after(() => net.cleanup());
+  await net.init();
+  const a = await net.addServer('alpha');
+  const b = await net.addServer('bravo');
+  const c = await net.addServer('charlie');
+  await Promise.all(net.nodes.map((n) => net.start(n)));
+  await net.cli(a, ['init']);
+  for (const n of [b, c]) await net.cli(n, ['join', await net.invite(a)]);
+  await net.fullMesh(30_000);
+  const before = await wgDump(net.t, a.ns, a.ifname);
+  const keys = before.map((p) => p.publicKey);
+  // A stranger on its own public subnet, sending from its own address.
+  const s = await net.addServer('stranger');
+  const script = `
+    const dgram = require('node:dgram');
+    const sock = dgram.createSocket('udp4');
+    const keys = ${JSON.stringify(keys)}.map((k) => Buffer.from(k, 'base64'));
+    const out = [];
+    for (let i = 0; i < 100; i++) {
+      const stun = Buffer.alloc(20); stun.writeUInt16BE(1, 0); stun.writeUInt32BE(0x2112a442, 4); require('node:crypto').randomFillSync(stun, 8, 12);
+      const probe = Buffer.alloc(44); probe.writeUInt32BE(0x6d505242, 0); keys[i % keys.length].copy(probe, 4, 0, 8); require('node:crypto').randomFillSync(probe, 12);
+      const relay = Buffer.alloc(20 + 148); relay.writeUInt32BE(0x6d524c59, 0); keys[i % keys.length].copy(relay, 4, 0, 8); keys[(i + 1) % keys.length].copy(relay, 12, 0, 8); relay.writeUInt32LE(1, 20);
+      out.push(stun, probe, relay);
+    }
+    let n = 0;
+    const next = () => { if (n === out.length) return sock.close(); sock.send(out[n++], 51820, '198.20.1.2', () => setTimeout(next, 1)); };
+    next();
+  `;
+  await net.t.exec(s.ns, process.execPath, ['-e', script], { timeout: 30_000 });
+  await new Promise((r) => setTimeout(r, 500));
+  const nc = JSON.parse(await net.cli(a, ['netcheck', '--json']));
+  assert.ok(nc.counters.stunRequests >= 100, `STUN requests counted: ${nc.counters.stunRequests}`);
+  assert.ok(nc.counters.probesRefused >= 100, `forged probes refused: ${nc.counters.probesRefused}`);
+  assert.ok(nc.counters.relayRefused >= 100, `relay frames refused: ${nc.counters.relayRefused}`);
+  assert.equal(nc.counters.relayForwarded, 0, 'nothing forwarded');
+  const after = await wgDump(net.t, a.ns, a.ifname);
+  assert.deepEqual(after.map((p) => [p.publicKey, p.endpoint]), before.map((p) => [p.publicKey, p.endpoint]), 'no endpoint moved');
+  for (const n of [b, c]) assert.equal((await ping(net.t, a.ns, (await net.status(a)).peers.find((p) => p.name === n.name)!.meshIp, { count: 2, wait: 2 })).received, 2);
+});

@@ -228,3 +228,28 @@ test('a member that moves to another network is back on direct paths within 10 s
   assert.equal((await ping(net.t, a.ns, '10.0.0.2', { count: 3, wait: 2 })).received, 3, 'the founder follows too');
   process.stdout.write(`# NAT: moved to another network -> direct again in ${backMs} ms\n`);
 });
+
+test('a member whose UDP is blocked at its router still reaches every member: WireGuard over libp2p (TCP) through a member', { timeout: 180_000 }, async (tc) => {
+  const net = new Internet();
+  tc.after(() => net.cleanup());
+  await net.init();
+  const a = await net.addServer('alpha');
+  const b = await net.addBehindNat('bravo', { nat: 'preserve', firewall: true });
+  const d = await net.addBehindNat('delta', { nat: 'preserve', firewall: true });
+  await net.t.exec(net.t.name('r3'), 'iptables', ['-I', 'FORWARD', '-p', 'udp', '-j', 'DROP']);
+  await Promise.all(net.nodes.map((n) => net.start(n)));
+  await net.cli(a, ['init']);
+  await net.cli(b, ['join', await net.invite(a)]);
+  await net.cli(d, ['join', await net.invite(a)]);
+  await net.fullMesh(60_000);
+  for (const [x, y] of [[d, a], [d, b], [a, d], [b, d]] as const) {
+    const peer = (await net.status(x)).peers.find((p) => p.name === y.name)!;
+    assert.equal(peer.path, 'relay', `${x.name} -> ${y.name}`);
+    assert.equal((await ping(net.t, x.ns, peer.meshIp, { count: 3, wait: 2 })).received, 3, `${x.name} pings ${y.name}`);
+  }
+  const nc = JSON.parse(await net.cli(d, ['netcheck', '--json']));
+  assert.equal(nc.udp, false);
+  assert.match(await net.cli(d, ['netcheck']), /UDP: no answer from anyone asked/);
+  // the two that have UDP keep their direct path
+  await waitFor(async () => (await pathOf(net, b, a)) === 'direct', 10_000, 'bravo direct to alpha');
+});

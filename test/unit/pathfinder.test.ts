@@ -16,6 +16,8 @@ function world() {
   const views = new Map<string, PeerView>();
   const relayRequests: string[] = [];
   let relayOk = true;
+  let blocked = false;
+  const streams = new Set<string>();
   const finder = new PathFinder({
     probe: async (_hex, to) => {
       probes.push(formatEndpoint(to));
@@ -30,6 +32,10 @@ function world() {
       relayRequests.push(`${relay}->${to}`);
       if (!relayOk) throw new Error('no');
     },
+    udpBlocked: () => blocked,
+    streamRelays: () => [{ hex: 'r', peerId: 'relay' }, { hex: 'c', peerId: 'C' }],
+    openStream: async (peerId) => { streams.add(peerId); },
+    hasStream: (hex) => streams.has(hex === 'r' ? 'relay' : hex.toUpperCase()),
     rank: () => 0,
     logger: noopLogger,
     now: () => t,
@@ -38,6 +44,8 @@ function world() {
   return {
     finder, answering, probes, views, relayRequests, settle,
     setRelayOk: (v: boolean) => { relayOk = v; },
+    setBlocked: (v: boolean) => { blocked = v; },
+    streams,
     advance: async (ms: number) => {
       for (let i = 0; i < ms / 1000; i++) {
         t += 1000;
@@ -107,4 +115,23 @@ test('idle members cost nothing', async () => {
   const n = w.probes.length;
   await w.advance(120_000);
   assert.equal(w.probes.length, n);
+});
+
+test('with UDP blocked, members are reached over libp2p streams: directly when connected, else through a member', async () => {
+  const w = world();
+  w.setBlocked(true);
+  w.views.set('c', { endpoint: ep('198.20.4.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: 0 });
+  w.views.set('d', { endpoint: ep('198.20.5.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: 0 });
+  w.answering.add('198.20.4.2:51820'); // would answer, but our UDP gets nowhere: not even tried
+  w.finder.setPeers([{ hex: 'c', peerId: 'C', candidates: [ep('198.20.4.2:51820')] }, { hex: 'd', peerId: 'D', candidates: [ep('198.20.5.2:51820')] }]);
+  await w.settle();
+  assert.equal(w.probes.length, 0, 'no probes while UDP is blocked');
+  assert.equal(w.views.get('c')!.endpoint, V);
+  assert.deepEqual(w.relayRequests, ['relay->D'], 'c is connected: its own stream, no relay request; d goes through the relay');
+  assert.deepEqual([...w.streams].sort(), ['C', 'relay']);
+  // UDP works again: back to probing, direct where answered
+  w.setBlocked(false);
+  w.finder.reevaluateAll('UDP works again');
+  await w.settle();
+  assert.equal(formatEndpoint(w.views.get('c')!.endpoint!), '198.20.4.2:51820');
 });

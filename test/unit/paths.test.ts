@@ -275,3 +275,46 @@ test('path probes: a member answers a member, authenticated; strangers and forge
   assert.ok(a.paths.stats.probesRefused >= 1);
   for (const m of [a, b, c]) m.device.close();
 });
+
+test('over streams: a member without UDP reaches a member through its stream, and a third through it as a relay', async () => {
+  const net = new ChannelNet();
+  const [a, r, b] = [await meshMember(net, '192.168.9.2', '10.0.0.1'), await meshMember(net, '198.20.2.2', '10.0.0.2'), await meshMember(net, '198.20.3.2', '10.0.0.3')];
+  for (const m of [a, r, b]) m.paths.setMembers([a.pub, r.pub, b.pub]);
+  net.drop = (d) => d.from.startsWith('192.168.9.2') || d.to.startsWith('192.168.9.2'); // a's UDP gets nowhere
+  // an in-memory stream between a and r (stream-link.ts carries the same frames over libp2p)
+  const link = (from: MeshMember, to: MeshMember) => ({ write: (frame: Uint8Array) => { const f = Buffer.from(frame); setImmediate(() => to.paths.receive(from.hex, f)); } });
+  a.paths.attach(r.hex, link(a, r));
+  r.paths.attach(a.hex, link(r, a));
+  peer(r, b); peer(b, r);
+  sendIp(r, b, 1);
+  await until(() => b.delivered.length === 1);
+  peer(a, r, a.paths.virtualEndpoint(r.hex, r.hex)!); // to r, over its stream
+  peer(a, b, a.paths.virtualEndpoint(r.hex, b.hex)!); // to b, through r
+  peer(r, a, { addr: addrFromString('192.168.9.2'), port: 51820 }); // r does not know better yet: roaming will tell it
+  peer(b, a, b.paths.virtualEndpoint(r.hex, a.hex)!);
+  r.paths.allocations.allow(idNumber(a.pub, 0), idNumber(b.pub, 0));
+  const tick = setInterval(() => { a.device.tick(); b.device.tick(); }, 100);
+  sendIp(a, r, 3);
+  await until(() => r.delivered.length === 3, 8000);
+  sendIp(a, b, 4);
+  await until(() => b.delivered.length === 5, 8000);
+  sendIp(b, a, 2);
+  sendIp(r, a, 2);
+  await until(() => a.delivered.length === 4, 8000);
+  clearInterval(tick);
+  assert.equal(r.delivered.length, 3, 'a -> r over the stream');
+  assert.equal(b.delivered.length, 5, 'a -> b through r');
+  assert.equal(a.delivered.length, 4, 'b -> a and r -> a back over the stream');
+  assert.equal(r.paths.relayOf(r.device.snapshot().peers.find((p) => p.publicKey.equals(a.pub))!.endpoint!), a.hex, 'r roamed a to its stream');
+  // a stream peer speaks only for itself when asking to relay
+  const forged = Buffer.alloc(20 + 64);
+  forged.writeUInt32BE(0x6d524c59, 0);
+  b.pub.copy(forged, 4, 0, 8); // claims to be b
+  r.pub.copy(forged, 12, 0, 8);
+  const refused = r.paths.stats.relayRefused;
+  const other = Buffer.from(forged);
+  a.pub.copy(other, 12, 0, 8);
+  r.paths.receive(a.hex, other); // "b -> a" arriving from a's stream at r: not a's to send
+  assert.equal(r.paths.stats.relayRefused, refused + 1);
+  for (const m of [a, r, b]) m.device.close();
+});
