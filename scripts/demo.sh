@@ -66,6 +66,8 @@ done
 
 say "meshd status on alpha"
 meshd 1 status
+say "meshd ping bravo on alpha (through the tunnel; each answer names its path)"
+meshd 1 ping bravo -c 2
 say "wg show on alpha (the daemon's interface, read-only)"
 ip netns exec "$P-h1" wg show "${P}m1"
 say "done: cleaning up"

@@ -221,23 +221,35 @@ export class PathFinder {
     if (relayed && why !== 'traffic unanswered') return;
     const relays = d.relays().filter((r) => r.hex !== peer.hex);
     relays.sort((a, b) => Number(a.hex === st.relay) - Number(b.hex === st.relay));
+    if (!(await this.throughFirst(st, relays, (relay) => d.requestRelay(relay.peerId, peer.peerId), why, 'relayed path'))) {
+      d.logger.debug({ peer: peer.peerId, why }, 'no path answers, and no relay');
+    }
+  }
+
+  /**
+   * Takes the first of `relays` for which `prepare` succeeds: the member's WireGuard endpoint
+   * becomes the virtual one through it. False when none would.
+   */
+  private async throughFirst(st: State, relays: readonly { hex: string; peerId: string }[], prepare: (relay: { hex: string; peerId: string }) => Promise<void>, why: string, what: string): Promise<boolean> {
+    const { peer } = st;
+    const d = this.deps;
     for (const relay of relays) {
       try {
-        await d.requestRelay(relay.peerId, peer.peerId);
+        await prepare(relay);
       } catch (err) {
         d.logger.debug({ peer: peer.peerId, relay: relay.peerId, err: (err as Error).message }, 'relay refused');
         continue;
       }
       const v = d.virtualEndpoint(relay.hex, peer.hex);
-      if (!v || this.stopped || !this.states.has(peer.hex)) return;
+      if (!v || this.stopped || !this.states.has(peer.hex)) return true;
       st.decided = v;
       st.relay = relay.hex;
       st.renewedAt = this.now();
-      d.logger.info({ peer: peer.peerId, relay: relay.peerId, why }, 'relayed path');
+      d.logger.info({ peer: peer.peerId, relay: relay.peerId, why }, what);
       await d.setEndpoint(peer.hex, v);
-      return;
+      return true;
     }
-    d.logger.debug({ peer: peer.peerId, why }, 'no path answers, and no relay');
+    return false;
   }
 
   /**
@@ -250,24 +262,13 @@ export class PathFinder {
     if (current && d.isVirtual(current) && st.relay && d.hasStream(st.relay) && why !== 'traffic unanswered') return;
     const relays = d.streamRelays();
     relays.sort((a, b) => Number(b.hex === peer.hex) - Number(a.hex === peer.hex));
-    for (const relay of relays) {
-      try {
-        await d.openStream(relay.peerId); // first: the relay reaches us by this stream
-        if (relay.hex !== peer.hex) await d.requestRelay(relay.peerId, peer.peerId);
-      } catch (err) {
-        d.logger.debug({ peer: peer.peerId, relay: relay.peerId, err: (err as Error).message }, 'no stream through this member');
-        continue;
-      }
-      const v = d.virtualEndpoint(relay.hex, peer.hex);
-      if (!v || this.stopped || !this.states.has(peer.hex)) return;
-      st.decided = v;
-      st.relay = relay.hex;
-      st.renewedAt = this.now();
-      d.logger.info({ peer: peer.peerId, relay: relay.peerId, why }, 'path over libp2p (TCP): UDP is blocked');
-      await d.setEndpoint(peer.hex, v);
-      return;
+    const prepare = async (relay: { hex: string; peerId: string }) => {
+      await d.openStream(relay.peerId); // first: the relay reaches us by this stream
+      if (relay.hex !== peer.hex) await d.requestRelay(relay.peerId, peer.peerId);
+    };
+    if (!(await this.throughFirst(st, relays, prepare, why, 'path over libp2p (TCP): UDP is blocked'))) {
+      d.logger.debug({ peer: peer.peerId, why }, 'UDP is blocked and no member carries WireGuard over libp2p for us');
     }
-    d.logger.debug({ peer: peer.peerId, why }, 'UDP is blocked and no member carries WireGuard over libp2p for us');
   }
 
   stop(): void {

@@ -3,7 +3,7 @@
 // other directly through both NATs.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Internet, publicV4, type MeshNode } from './mesh.js';
+import { Internet, publicV4, type MeshNode, type NatOptions } from './mesh.js';
 import { ping, waitFor, wgDump } from './harness.js';
 
 test('a public founder and members behind port-preserving NATs with firewalls: full mesh, the members reach each other directly', { timeout: 180_000 }, async (tc) => {
@@ -105,19 +105,29 @@ async function pathOf(net: Internet, x: MeshNode, y: MeshNode): Promise<string |
   return (await net.status(x)).peers.find((p) => p.name === y.name)?.path ?? null;
 }
 
-test('a direct path that dies falls back to a relay within 5 s, comes back when it works again; with the introducer gone, paths and membership still flow', { timeout: 240_000 }, async (tc) => {
+/**
+ * A founder on a public address (alpha) and two members behind NAT routers (bravo, charlie;
+ * port-preserving with firewalls unless `nat` says otherwise), joined, in a full mesh, with a
+ * direct path between the two.
+ */
+async function foundedBehindNats(tc: { after(fn: () => unknown): void }, nat: NatOptions & { args?: string[] } = {}) {
   const net = new Internet();
   tc.after(() => net.cleanup());
   await net.init();
   const a = await net.addServer('alpha');
-  const b = await net.addBehindNat('bravo', { nat: 'preserve', firewall: true });
-  const c = await net.addBehindNat('charlie', { nat: 'preserve', firewall: true });
+  const b = await net.addBehindNat('bravo', { nat: 'preserve', firewall: true, ...nat });
+  const c = await net.addBehindNat('charlie', { nat: 'preserve', firewall: true, ...nat });
   await Promise.all(net.nodes.map((n) => net.start(n)));
   await net.cli(a, ['init']);
   await net.cli(b, ['join', await net.invite(a)]);
   await net.cli(c, ['join', await net.invite(a)]);
   await net.fullMesh(60_000);
   await waitFor(async () => (await pathOf(net, b, c)) === 'direct' && (await pathOf(net, c, b)) === 'direct', 15_000, 'direct paths');
+  return { net, a, b, c };
+}
+
+test('a direct path that dies falls back to a relay within 5 s, comes back when it works again; with the introducer gone, paths and membership still flow', { timeout: 240_000 }, async (tc) => {
+  const { net, a, b, c } = await foundedBehindNats(tc);
 
   // Cut the direct path between the two NATs (the founder still reaches both).
   const block = (op: '-I' | '-D') => Promise.all([['198.20.2.2', '198.20.3.2'], ['198.20.3.2', '198.20.2.2']].map(([s, d]) =>
@@ -175,18 +185,7 @@ test('Linux-default NAT routers (open INPUT) and a symmetric NAT against a port-
 });
 
 test('a 5 s conntrack timeout, a 2 s keepalive, a minute idle: everyone still reaches everyone', { timeout: 180_000 }, async (tc) => {
-  const net = new Internet();
-  tc.after(() => net.cleanup());
-  await net.init();
-  const a = await net.addServer('alpha');
-  const b = await net.addBehindNat('bravo', { nat: 'preserve', firewall: true, udpTimeout: 5, args: ['--keepalive', '2'] });
-  const c = await net.addBehindNat('charlie', { nat: 'preserve', firewall: true, udpTimeout: 5, args: ['--keepalive', '2'] });
-  await Promise.all(net.nodes.map((n) => net.start(n)));
-  await net.cli(a, ['init']);
-  await net.cli(b, ['join', await net.invite(a)]);
-  await net.cli(c, ['join', await net.invite(a)]);
-  await net.fullMesh(60_000);
-  await waitFor(async () => (await pathOf(net, b, c)) === 'direct', 15_000, 'direct paths');
+  const { net, a, b, c } = await foundedBehindNats(tc, { udpTimeout: 5, args: ['--keepalive', '2'] });
   // Keepalives only where a NAT needs them: the founder on its public address sends none.
   const keepalives = async (n: MeshNode) => (await net.t.exec(n.ns, 'wg', ['show', n.ifname, 'persistent-keepalive'])).stdout.trim().split('\n').map((l) => l.split('\t')[1]);
   await waitFor(async () => (await keepalives(a)).every((k) => k === 'off'), 40_000, 'the founder stops sending keepalives once it knows it is public');
@@ -199,18 +198,7 @@ test('a 5 s conntrack timeout, a 2 s keepalive, a minute idle: everyone still re
 });
 
 test('a member that moves to another network is back on direct paths within 10 s', { timeout: 180_000 }, async (tc) => {
-  const net = new Internet();
-  tc.after(() => net.cleanup());
-  await net.init();
-  const a = await net.addServer('alpha');
-  const b = await net.addBehindNat('bravo', { nat: 'preserve', firewall: true });
-  const c = await net.addBehindNat('charlie', { nat: 'preserve', firewall: true });
-  await Promise.all(net.nodes.map((n) => net.start(n)));
-  await net.cli(a, ['init']);
-  await net.cli(b, ['join', await net.invite(a)]);
-  await net.cli(c, ['join', await net.invite(a)]);
-  await net.fullMesh(60_000);
-  await waitFor(async () => (await pathOf(net, b, c)) === 'direct' && (await pathOf(net, c, b)) === 'direct', 15_000, 'direct paths');
+  const { net, a, b, c } = await foundedBehindNats(tc);
 
   await net.moveBehindNat(b, 9, { nat: 'preserve', firewall: true });
   const t0 = Date.now();

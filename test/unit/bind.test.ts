@@ -6,8 +6,9 @@ import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { openBind, type Bind } from '../../src/wg/bind.js';
-import { PacketBatch, SLOT_SIZE } from '../../src/wg/batch.js';
-import { addrFromString, addrToString } from '../../src/wg/endpoint.js';
+import { SLOT_SIZE } from '../../src/wg/batch.js';
+import { addrToString } from '../../src/wg/endpoint.js';
+import { batchTo, until } from './helpers/bind-suite.js';
 
 interface Received { bytes: Buffer; length: number; from: string; port: number }
 
@@ -25,24 +26,6 @@ function collect(bind: Bind): { got: Received[] } {
   });
   return out;
 }
-
-function batchTo(ip: string, port: number, payloads: Buffer[]): PacketBatch {
-  const b = new PacketBatch(payloads.length);
-  payloads.forEach((p, i) => {
-    p.copy(b.data, i * SLOT_SIZE);
-    b.offset[i] = 0;
-    b.length[i] = p.length;
-    addrFromString(ip).copy(b.addr, i * 16);
-    b.port[i] = port;
-  });
-  b.count = payloads.length;
-  return b;
-}
-
-const until = async (fn: () => boolean, ms = 3000) => {
-  const end = Date.now() + ms;
-  while (!fn() && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
-};
 
 for (const [ka, kb] of [['native', 'native'], ['native', 'dgram'], ['dgram', 'native']] as const) {
   test(`${ka} -> ${kb}: a batch of 64 distinct datagrams arrives whole, with its source`, async () => {
