@@ -13,7 +13,7 @@
 //
 // Exported API:
 //   interface DialFailure { addr: string; reason: string }
-//   class DialFailedError extends Error { failures: DialFailure[] }   message lists every address
+//   class DialFailedError extends Error { failures: DialFailure[]; tried: string }   every address and why
 //   dialFirst(node, addrs, { timeoutMs, staggerMs? (250), signal? }): Promise<{ conn, addr, failures }>
 //       addrs end in /p2p/<peer id>; an open connection to one of those peers is returned at once
 //   explainDialError(err, timeoutMs): string
@@ -32,8 +32,12 @@ export interface DialFailure {
 
 export class DialFailedError extends Error {
   override readonly name = 'DialFailedError';
+  /** Every address tried and why, as people write addresses: '198.51.100.7:4001 (reason); ...'. */
+  readonly tried: string;
   constructor(readonly failures: DialFailure[], lead: string) {
-    super(`${lead}: ${failures.map((f) => `${hostPortOf(f.addr)} (${f.reason})`).join('; ')}`);
+    const tried = failures.map((f) => `${hostPortOf(f.addr)} (${f.reason})`).join('; ');
+    super(`${lead}: ${tried}`);
+    this.tried = tried;
   }
 }
 

@@ -104,7 +104,7 @@ export async function join(
     dialled = await dialFirst(node, targets, { timeoutMs, signal });
   } catch (err) {
     if (err instanceof DialFailedError) {
-      throw new JoinError('unreachable', `no member of the network could be reached; tried ${err.failures.map((f) => `${hostPortOf(f.addr)} (${f.reason})`).join('; ')}`);
+      throw new JoinError('unreachable', `no member of the network could be reached; tried ${err.tried}`);
     }
     throw err;
   }

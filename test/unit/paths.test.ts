@@ -158,14 +158,19 @@ function sendIp(from: MeshMember, to: MeshMember, n: number, size = 100): void {
   from.device.handleTunBatch(batch);
 }
 
-test('relayed: two members with no direct path talk through a third, which reads nothing and forwards only what is allocated', async () => {
+/** a, a relay r and b, each with a session with r (what authenticates their endpoints there). */
+async function relayTrio() {
   const net = new ChannelNet();
   const [a, r, b] = [await meshMember(net, '198.20.1.2', '10.0.0.1'), await meshMember(net, '198.20.2.2', '10.0.0.2'), await meshMember(net, '198.20.3.2', '10.0.0.3')];
   for (const m of [a, r, b]) m.paths.setMembers([a.pub, r.pub, b.pub]);
   peer(a, r); peer(r, a); peer(b, r); peer(r, b);
-  // the relay's sessions with both ends: what authenticates their endpoints
   sendIp(a, r, 1); sendIp(b, r, 1);
   await until(() => r.delivered.length === 2);
+  return { net, a, r, b };
+}
+
+test('relayed: two members with no direct path talk through a third, which reads nothing and forwards only what is allocated', async () => {
+  const { net, a, r, b } = await relayTrio();
   net.drop = (d) => (d.from.startsWith('198.20.1.2') && d.to.startsWith('198.20.3.2')) || (d.from.startsWith('198.20.3.2') && d.to.startsWith('198.20.1.2'));
   const va = a.paths.virtualEndpoint(r.hex, b.hex)!;
   assert.ok(a.paths.isVirtual(va));
@@ -198,12 +203,7 @@ test('relayed: two members with no direct path talk through a third, which reads
 });
 
 test('a relay refuses strangers, forged sources and members without an allocation, and never forwards to a non-member', async () => {
-  const net = new ChannelNet();
-  const [a, r, b] = [await meshMember(net, '198.20.1.2', '10.0.0.1'), await meshMember(net, '198.20.2.2', '10.0.0.2'), await meshMember(net, '198.20.3.2', '10.0.0.3')];
-  for (const m of [a, r, b]) m.paths.setMembers([a.pub, r.pub, b.pub]);
-  peer(a, r); peer(r, a); peer(b, r); peer(r, b);
-  sendIp(a, r, 1); sendIp(b, r, 1);
-  await until(() => r.delivered.length === 2);
+  const { net, a, r, b } = await relayTrio();
   r.paths.allocations.allow(idNumber(a.pub, 0), idNumber(b.pub, 0));
   const stranger = await net.factory('198.20.66.6')(51820);
   collect(stranger);
