@@ -1,89 +1,99 @@
-// The membership ledger: a grow-only set of signed events that every member folds into the same
-// view (who is a member, with which mesh address, who is an administrator), plus each member's
-// latest self-signed record (WireGuard key, endpoints, multiaddrs). Pure: no I/O, no clock; every
-// time comes from the events or from the caller.
+// The membership ledger: a grow-only DAG of signed events that every member folds into the same
+// view (who is a member, with which mesh address, who administers, which invites are open), plus
+// each member's latest self-signed record (WireGuard key, endpoints, multiaddrs). Pure: no I/O,
+// no clock; every time comes from the events or from the caller.
 //
-// Events (records.ts has the shapes) are content-addressed by eventId(); merging two ledgers is
-// adding each other's events(), in any order. The fold sorts events by (at, id) and applies them:
+// Causal history, not timestamps (records.ts has the shapes). Every event names its signer's
+// previous event (`prev`: a per-signer hash chain, position `seq`) and the heads of the ledger its
+// signer had seen (`deps`). An event is stored only once its whole history is here; until then it
+// is held (anti-entropy fetches the rest) and never guessed. The fold applies stored events in a
+// deterministic topological order: by height (1 + the highest parent's), then by event id. `at`
+// (the signer's wall clock) judges one thing only: invite expiry, by the admitting member's clock.
 //
-//   genesis  The earliest genesis of the network is the root; events with an earlier `at` are void
-//            ('before genesis'). The founder is the first administrator.
-//   admit    The founder admits itself once, with invite null (the first admission of every
-//            network, so the founder gets the first host address). Everyone else needs an invite:
-//            the admitter must be a member at `at`; the invite must be for this network, signed by
-//            an administrator (at `at`), `at <= expires`, with uses left. A use is one distinct
-//            member; admitting the same member again is 'already a member' (idempotent, counts
-//            once). A member revoked after using an invite cannot use it again ('revoked').
-//            The admission takes the lowest free host address of the range, or is void with
-//            'range full'.
-//   revoke   kick: by an administrator (not of the founder, who can only leave). leave: by the
-//            member. Frees the address for later admissions; drops administrator rights.
-//   grant    By the founder, while a member, of a member: makes it an administrator.
+//   genesis  The root (one per network: the pinned NetworkInfo). The founder is administrator 0.
+//   admit    By a member, of a node that was never removed: either the founder admitting itself
+//            (once, invite null), or with an open invite event and the joiner's proof that it
+//            holds the invite's secret (invite.ts), `at <= expires`, uses left (a use is one
+//            distinct member). The member gets the address the admitter chose when it is free,
+//            else the lowest free one ('range full' voids it); a taken name gets -2, -3, ...
+//   revoke   leave: by the member. kick: by an administrator senior to the member (the founder
+//            outranks all, then administrators in the order the founder granted them; a kick of
+//            a senior is void; nobody kicks the founder). Revocation is forever for an identity:
+//            a removed machine comes back only as a new identity with an open invite. Invites
+//            issued by a removed administrator die with it.
+//   grant    By the founder, of a member: an administrator, ranked by the grant's place in the
+//            founder's chain.
+//   invite   By an administrator: { key, expires, uses } (the secret never enters the ledger).
+//   cancel   By an administrator, of an open invite.
 //
-// Records are last-writer-wins per member by `seq`; two different records with the same seq are
-// decided by the larger event id, so every member keeps the same one whatever order they came in.
-// A record counts only while its member is in the fold, and only if it was made after the
-// member's latest revocation (at > revocation's at).
+// A revocation's causal past is its cut. Every event of the removed member that the revoker had
+// not seen when it revoked is void, whatever its timestamp: a backdated admission, grant, kick or
+// invite by a former member never counts, and an honest admission made concurrently by a member
+// being removed is void too (the safe side: that node asks for a new invite). Likewise an admission
+// with an invite is void unless it is in the causal past of the invite's cancel and of its issuer's
+// revocation, if any. Since a cut can void a revocation (of a member by a former member), the fold
+// repeats until the set of cuts is stable (a fixed point; in practice one or two passes).
+//
+// Equivocation: a signer that signed two events at the same chain position is removed when the
+// fold reaches the first of them, and its events from that position on are void (both branches),
+// the same on every member whatever arrived first. An honest meshd never does this: it persists
+// each event before it publishes it. (A node restored from an old backup would: it is removed.)
+//
+// Conflicts resolve by the fold order: of two concurrent admissions with a single-use invite, the
+// one first in (height, id) order wins; two administrators kicking each other: only the senior's
+// kick counts; two admissions choosing one address: the first keeps it, the other gets the lowest
+// free one.
+//
+// Costs: adding an event that lands at the end of the order applies it to the last view
+// (O(1)); anything else refolds lazily on the next read, O(n) a pass. 10,000 events fold in tens
+// of milliseconds (test/unit/ledger-attack.test.ts). Held events and held records are bounded.
+//
+// Records are last-writer-wins per member by `seq` (a persisted counter); two different records
+// with the same seq are decided by the larger id. A record counts while its member is a member.
+// Records of nodes never admitted in this ledger are held (bounded) until their admission comes.
 //
 // Trust in the network itself: construct the ledger with the NetworkInfo from the invite (or the
 // store); then only that exact genesis is accepted. With only an id, or nothing, the first
 // genesis added is adopted (trust on first use) and a different one is 'invalid'.
 //
-// Known limit (inherent to ordering by signed timestamps without causal links): a former member
-// can still sign events dated before its revocation. Admissions also need a valid, unexpired
-// invite with uses left, which bounds what a former non-administrator can do.
-//
 // Exported API:
-//   interface Member { peerId, name, meshIp, admin, admittedAt, admittedBy, record: RecordBody|null,
-//                      founder: boolean, admission: string (event id), invite: string|null }
+//   interface Member { peerId, name, meshIp, admin, founder, admittedAt, admittedBy, admission,
+//                      invite: string | null (invite event id), record: RecordBody | null }
+//   interface OpenInvite { id, issuer, expires, uses, used: number, at }
 //   interface Rejection { id, reason, type, by, at }
-//   type AddStatus = 'new' | 'known' | 'invalid';  interface AddResult { status, id?, reason? }
+//   type AddStatus = 'new' | 'known' | 'pending' | 'invalid'
+//   interface AddResult { status, id?, reason? }
 //   class Ledger {
-//     constructor(network?: string | NetworkInfo)
-//     add(env: unknown): AddStatus          any envelope; validates shape and signature itself
-//     ingest(env: unknown): AddResult       the same, with the event id and why it was invalid
-//     addAll(envs: Iterable<unknown>): { new, known, invalid }   one onChange for the batch
-//     has(id): boolean; get(id): SignedEnvelope | null; ids(): string[]; digest(): string
-//     events(): SignedEnvelope<EventBody>[]      every stored event (valid or not), in fold order
-//     records(): SignedEnvelope<RecordBody>[]    the records that count (current members)
-//     recordOf(peerId): SignedEnvelope<RecordBody> | null   latest stored record, member or not
-//     network(): NetworkInfo | null
-//     members(): Member[] (by address); member(peerId): Member | null
-//     isMember(peerId); isAdmin(peerId); revoked(peerId): boolean (revoked and not readmitted)
-//     addressOf(peerId): string | null; nextAddress(): string | null (null: range full)
-//     checkInvite(invite: Invite | string, now: number, member?: string): string | null
-//     rejected(): Rejection[]
-//     onChange(cb: (ledger: Ledger) => void): () => void     called after every 'new' add
+//     constructor(network?: string | NetworkInfo, limits?: { maxHeld?: number; maxHeldRecords?: number })
+//     add(env): AddStatus; ingest(env): AddResult; addAll(envs): { new, known, pending, invalid }
+//         'new' also counts held events released by this one (ingest's result is for env itself)
+//     has(id); get(id); heads(): string[]; digest(): string; recordsDigest(): string
+//     events(): stored events, parents first (fold order); size(): how many
+//     since(heads): stored events not in the causal past of those heads, parents first
+//     held(): number; missing(): ids that held events wait for
+//     records(); recordOf(peerId) (latest stored, member or not)
+//     nextLink(signer): { seq, prev, deps }   what the signer's next event must carry
+//     network(); members() (by address); member(peerId); isMember; isAdmin; revoked(peerId)
+//     addressOf(peerId); nextAddress(); freeName(name): string
+//     invites(now): OpenInvite[]; inviteInfo(id): OpenInvite & { open, reason } | null
+//     checkAdmission({ invite: id, member }, now): string | null   would an admission pass now?
+//     rejected(): Rejection[]; reasonOf(id): string | null
+//     onChange(cb): () => void       called after every add that stored something
 //   }
-//   builders (sign with the caller's key; validate first so peers never reject what we emit):
-//     newNetwork({ name, founder, cidr? }): NetworkInfo           random id and pnet key
-//     genesis(key, network: NetworkInfo, now): Promise<SignedEnvelope<GenesisBody>>
-//     admit(key, { network, member, name, invite: Invite | token | null }, now)
-//         : Promise<SignedEnvelope<AdmitBody>>     a token that does not parse: InviteError
-//     revoke(key, { network, member, reason? }, now): Promise<SignedEnvelope<RevokeBody>>
-//     grant(key, { network, member }, now): Promise<SignedEnvelope<GrantBody>>
-//     record(key, { network, wgPublicKey, name, endpoints, multiaddrs, seq }, now)
-//         : Promise<SignedEnvelope<RecordBody>>       member = key's peer id
-//     foundNetwork(key, { name, memberName, cidr? }, now)
-//         : Promise<{ network, events: [genesis, admit] }>
-//   (`network` in builders: a NetworkInfo or its id.)
-import { createHash, randomBytes } from 'node:crypto';
-import type { PrivateKey } from '@libp2p/interface';
-import { peerIdFromPrivateKey } from '@libp2p/peer-id';
-import { canonicalJson, eventId, signEnvelope, type SignedEnvelope } from './signed.js';
+import { createHash } from 'node:crypto';
+import { canonicalJson, eventId, type SignedEnvelope } from './signed.js';
 import {
-  AdmitBodySchema, EnvelopeError, GenesisBodySchema, GrantBodySchema, NetworkInfoSchema, RecordBodySchema,
-  RevokeBodySchema, checkBody, intToIp, meshRange, parseEnvelope,
-  type AdmitBody, type EventBody, type GenesisBody, type GrantBody, type LedgerBody, type MeshRange,
-  type NetworkInfo, type RecordBody, type RevokeBody,
+  EnvelopeError, LEDGER_VERSION, MAX_DEPS, NetworkInfoSchema, checkBody, intToIp, ipToInt, meshRange, parseEnvelope,
+  type AdmitBody, type EventBody, type LedgerBody, type MeshRange, type NetworkInfo, type RecordBody,
 } from './records.js';
-import { InviteError, inviteKey, parseInvite, type Invite } from './invite.js';
+import { verifyInviteProof } from './invite.js';
 
 export const DEFAULT_CIDR = '10.0.0.0/24';
+export { LEDGER_VERSION };
 
 export interface Member {
   readonly peerId: string;
-  /** The name it was admitted with (records carry a self-chosen name too; this one is vetted). */
+  /** The name it was admitted with, made unique (records carry a self-chosen name too). */
   readonly name: string;
   readonly meshIp: string;
   readonly admin: boolean;
@@ -92,9 +102,19 @@ export interface Member {
   readonly admittedBy: string;
   /** Event id of the admission. */
   readonly admission: string;
-  /** inviteKey() of the invite that admitted it; null for the founder's own admission. */
+  /** Event id of the invite that admitted it; null for the founder's own admission. */
   readonly invite: string | null;
   readonly record: RecordBody | null;
+}
+
+export interface OpenInvite {
+  readonly id: string;
+  readonly issuer: string;
+  readonly expires: number;
+  readonly uses: number;
+  readonly used: number;
+  /** When it was issued (the issuer's clock). */
+  readonly at: number;
 }
 
 export interface Rejection {
@@ -105,7 +125,7 @@ export interface Rejection {
   readonly at: number;
 }
 
-export type AddStatus = 'new' | 'known' | 'invalid';
+export type AddStatus = 'new' | 'known' | 'pending' | 'invalid';
 export interface AddResult {
   readonly status: AddStatus;
   readonly id?: string;
@@ -115,63 +135,134 @@ export interface AddResult {
 type Event = SignedEnvelope<EventBody>;
 type RecordEnv = SignedEnvelope<RecordBody>;
 
+/** A stored event with what the fold needs precomputed. */
+interface Node {
+  readonly id: string;
+  readonly env: Event;
+  readonly parents: readonly string[];
+  readonly height: number;
+}
+
 interface MemberState {
   name: string;
-  offset: number; // host number inside the range: meshIp = base + offset
+  offset: number;
   admin: boolean;
+  /** Seniority among administrators: 0 for the founder, the grant's chain position otherwise. */
+  rank: number;
   admittedAt: number;
   admittedBy: string;
   admission: string;
   invite: string | null;
 }
 
-/** The result of one fold: recomputed lazily after the ledger changes. */
-interface View {
-  network: NetworkInfo | null;
-  range: MeshRange | null;
-  members: Map<string, MemberState>;
-  /** The `at` of each peer's latest valid revocation (kept after a readmission, for records). */
-  revokedAt: Map<string, number>;
-  /** inviteKey -> members it admitted. */
-  inviteUsers: Map<string, Set<string>>;
-  used: Set<number>;
-  rejected: Rejection[];
-  ordered: Array<{ id: string; env: Event }>;
+interface InviteState {
+  issuer: string;
+  key: string;
+  expires: number;
+  uses: number;
+  at: number;
+  users: Set<string>;
+  /** Why it no longer admits anyone ('cancelled', 'issuer removed'), or null while open. */
+  dead: string | null;
 }
 
-const byAtThenId = (a: { id: string; env: Event }, b: { id: string; env: Event }): number =>
-  a.env.body.at - b.env.body.at || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+/** Events that void others outside their causal past, found by one pass. */
+interface Cuts {
+  /** member -> ids of valid revocations of it. */
+  revocations: Map<string, string[]>;
+  /** invite id -> ids of its valid cancel and of its issuer's valid revocations. */
+  deadInvites: Map<string, string[]>;
+}
 
-function lowestFree(range: MeshRange, used: Set<number>): number | null {
-  // Members are few (hundreds): a scan from the first host is simpler than a free list and
-  // obviously gives every member the same answer.
-  for (let offset = 1; offset <= range.hosts; offset++) if (!used.has(offset)) return offset;
-  return null;
+/** The result of one fold. */
+interface View {
+  network: NetworkInfo;
+  range: MeshRange;
+  rootId: string;
+  members: Map<string, MemberState>;
+  /** Removed identities: peer id -> why ('kick', 'leave', 'equivocation'). */
+  removed: Map<string, string>;
+  names: Map<string, string>;
+  invites: Map<string, InviteState>;
+  used: Set<number>;
+  founderAdmitted: boolean;
+  rejected: Rejection[];
+  reasons: Map<string, string>;
+  cuts: Cuts;
+  found: Cuts;
+  /** Effective fork positions by signer, under `cuts`. */
+  forks: Map<string, number | null>;
+  /** How many events of the order this view has applied. */
+  applied: number;
+}
+
+const MAX_PASSES = 6;
+const byHeightThenId = (a: Node, b: Node): number => a.height - b.height || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+const emptyCuts = (): Cuts => ({ revocations: new Map(), deadInvites: new Map() });
+const short = (id: string): string => id.slice(0, 12);
+
+function cutsKey(c: Cuts): string {
+  const parts: string[] = [];
+  for (const [k, v] of c.revocations) parts.push(`r${k}:${[...v].sort().join(',')}`);
+  for (const [k, v] of c.deadInvites) parts.push(`i${k}:${[...v].sort().join(',')}`);
+  return parts.sort().join('|');
+}
+
+function pushTo(map: Map<string, string[]>, key: string, value: string): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }
 
 export class Ledger {
   #networkId: string | null = null;
-  #pinned: NetworkInfo | null = null; // NetworkInfo given or adopted: the only genesis accepted
+  #pinned: NetworkInfo | null = null;
   #pinnedText: string | null = null;
-  readonly #events = new Map<string, Event>();
-  readonly #records = new Map<string, { id: string; env: RecordEnv }>(); // by member
-  readonly #invites = new Map<string, Invite | InviteError>(); // token -> parse result
+  readonly #maxHeld: number;
+  readonly #maxHeldRecords: number;
+
+  readonly #nodes = new Map<string, Node>();
+  #order: Node[] = [];
+  #orderSorted = true;
+  readonly #heads = new Set<string>();
+  /** signer -> seq -> event ids at that chain position (two: equivocation). */
+  readonly #chains = new Map<string, Map<number, string[]>>();
+  /** signer -> its highest stored chain position and that event's id. */
+  readonly #chainHead = new Map<string, { seq: number; id: string }>();
+  /** signer -> lowest chain position at which it signed two events. */
+  readonly #forks = new Map<string, number>();
+  /** Everyone some stored admission names (and the founder): who may add events at all. */
+  readonly #admitted = new Set<string>();
+  /** Held events: id -> envelope and the parents it waits for. */
+  readonly #held = new Map<string, { env: Event; waiting: Set<string> }>();
+  readonly #waiters = new Map<string, Set<string>>();
+  /** Past vectors (signer -> highest chain position in the causal past), for cuts; never change. */
+  readonly #vectors = new Map<string, Map<string, number>>();
+  /** Causal pasts as sets, for cuts against signers that forked their chain; never change. */
+  readonly #pasts = new Map<string, Set<string>>();
+
+  readonly #records = new Map<string, { id: string; env: RecordEnv }>();
+  readonly #heldRecords = new Map<string, { id: string; env: RecordEnv }>();
   readonly #listeners = new Set<(ledger: Ledger) => void>();
   #view: View | null = null;
+  #stale = true;
 
-  constructor(network?: string | NetworkInfo) {
+  constructor(network?: string | NetworkInfo, limits: { maxHeld?: number; maxHeldRecords?: number } = {}) {
     if (typeof network === 'string') {
       if (!/^[0-9a-f]{32}$/.test(network)) throw new EnvelopeError('malformed', `network id must be 32 lower-case hex characters, not ${network}`);
       this.#networkId = network;
     } else if (network !== undefined) {
       this.#pin(checkBody(NetworkInfoSchema, network, 'network'));
     }
+    this.#maxHeld = limits.maxHeld ?? 10_000;
+    this.#maxHeldRecords = limits.maxHeldRecords ?? 1_024;
   }
 
   #pin(network: NetworkInfo): void {
     this.#pinned = network;
     this.#pinnedText = canonicalJson(network);
     this.#networkId = network.id;
+    this.#admitted.add(network.founder);
   }
 
   // ---- adding ---------------------------------------------------------------------------------
@@ -181,25 +272,26 @@ export class Ledger {
   }
 
   ingest(env: unknown): AddResult {
-    const result = this.#ingest(env);
-    if (result.status === 'new') {
-      this.#view = null;
-      this.#notify();
-    }
+    const stored = { count: 0 };
+    const result = this.#ingest(env, stored);
+    if (stored.count > 0) this.#notify();
     return result;
   }
 
-  addAll(envs: Iterable<unknown>): { new: number; known: number; invalid: number } {
-    const counts = { new: 0, known: 0, invalid: 0 };
-    for (const env of envs) counts[this.#ingest(env).status]++;
-    if (counts.new > 0) {
-      this.#view = null;
-      this.#notify();
+  addAll(envs: Iterable<unknown>): { new: number; known: number; pending: number; invalid: number } {
+    const counts = { new: 0, known: 0, pending: 0, invalid: 0 };
+    const stored = { count: 0 };
+    for (const env of envs) {
+      const before = stored.count;
+      const status = this.#ingest(env, stored).status;
+      if (status === 'new') counts.new += stored.count - before;
+      else counts[status]++;
     }
+    if (stored.count > 0) this.#notify();
     return counts;
   }
 
-  #ingest(input: unknown): AddResult {
+  #ingest(input: unknown, stored: { count: number }): AddResult {
     let env;
     try {
       env = parseEnvelope(input);
@@ -207,29 +299,144 @@ export class Ledger {
       return { status: 'invalid', reason: (e as EnvelopeError).message };
     }
     const body = env.body;
-    if (body.type === 'invite') return { status: 'invalid', reason: 'an invite is not a ledger event' };
     const id = eventId(env);
     const networkId = body.type === 'genesis' ? body.network.id : body.network;
     if (this.#networkId !== null && networkId !== this.#networkId) return { status: 'invalid', id, reason: 'other network' };
-
-    if (body.type === 'record') return this.#addRecord(id, env as RecordEnv);
-    if (this.#events.has(id)) return { status: 'known', id };
+    if (body.type === 'record') return this.#addRecord(id, env as RecordEnv, stored);
+    if (this.#nodes.has(id) || this.#held.has(id)) return { status: 'known', id };
+    const ev = env as Event;
     if (body.type === 'genesis') {
       // Trust on first use when no NetworkInfo was pinned; after that, one network per ledger.
       if (this.#pinnedText === null) this.#pin(body.network);
       else if (canonicalJson(body.network) !== this.#pinnedText) return { status: 'invalid', id, reason: 'conflicting genesis: other network' };
     }
-    this.#events.set(id, env as Event);
-    return { status: 'new', id };
+    const parents = body.prev === null ? [...body.deps] : [body.prev, ...body.deps];
+    const waiting = new Set(parents.filter((p) => !this.#nodes.has(p)));
+    if (waiting.size > 0) {
+      if (this.#held.size >= this.#maxHeld) return { status: 'invalid', id, reason: 'too many events waiting for their history' };
+      this.#held.set(id, { env: ev, waiting });
+      for (const p of waiting) {
+        let set = this.#waiters.get(p);
+        if (!set) this.#waiters.set(p, (set = new Set()));
+        set.add(id);
+      }
+      return { status: 'pending', id };
+    }
+    const why = this.#store(id, ev, parents, stored);
+    return why === null ? { status: 'new', id } : { status: 'invalid', id, reason: why };
   }
 
-  #addRecord(id: string, env: RecordEnv): AddResult {
-    const known = this.#records.get(env.body.member);
+  /** Stores an event whose parents are all here, then every held event that waited only for it. */
+  #store(id: string, env: Event, parents: readonly string[], stored: { count: number }): string | null {
+    const why = this.#admissible(env, parents);
+    if (why !== null) {
+      this.#dropWaitersOf(id);
+      return why;
+    }
+    let height = 0;
+    for (const p of parents) height = Math.max(height, this.#nodes.get(p)!.height + 1);
+    const node: Node = { id, env, parents, height };
+    this.#nodes.set(id, node);
+    stored.count++;
+    for (const p of parents) this.#heads.delete(p);
+    this.#heads.add(id);
+    const body = env.body;
+    let chain = this.#chains.get(env.by);
+    if (!chain) this.#chains.set(env.by, (chain = new Map()));
+    const atSeq = chain.get(body.seq);
+    let forked = false;
+    if (atSeq) {
+      atSeq.push(id);
+      const f = this.#forks.get(env.by);
+      if (f === undefined || body.seq < f) this.#forks.set(env.by, body.seq);
+      forked = true;
+    } else chain.set(body.seq, [id]);
+    const head = this.#chainHead.get(env.by);
+    if (!head || body.seq > head.seq || (body.seq === head.seq && id < head.id)) this.#chainHead.set(env.by, { seq: body.seq, id });
+    if (body.type === 'admit') {
+      this.#admitted.add(body.member);
+      const r = this.#heldRecords.get(body.member);
+      if (r) {
+        this.#heldRecords.delete(body.member);
+        this.#addRecord(r.id, r.env, stored);
+      }
+    }
+
+    const last = this.#order[this.#order.length - 1];
+    const appended = this.#orderSorted && (last === undefined || byHeightThenId(last, node) < 0);
+    this.#order.push(node);
+    if (!appended) this.#orderSorted = false;
+    // The fast path: an event at the end of the order that cannot change any cut is applied to
+    // the last view; everything else refolds on the next read.
+    if (appended && !forked && !this.#stale && this.#view && this.#view.applied === this.#order.length - 1
+      && body.type !== 'revoke' && body.type !== 'cancel' && body.type !== 'genesis') {
+      this.#applyOne(this.#view, node);
+      this.#view.applied++;
+    } else {
+      this.#stale = true;
+    }
+
+    // Release held events that waited for this one.
+    const waiters = this.#waiters.get(id);
+    if (waiters) {
+      this.#waiters.delete(id);
+      for (const w of waiters) {
+        const h = this.#held.get(w);
+        if (!h) continue;
+        h.waiting.delete(id);
+        if (h.waiting.size === 0) {
+          this.#held.delete(w);
+          const b = h.env.body;
+          this.#store(w, h.env, b.prev === null ? [...b.deps] : [b.prev, ...b.deps], stored);
+        }
+      }
+    }
+    return null;
+  }
+
+  /** Whether a complete event may be stored at all (the fold decides whether it counts). */
+  #admissible(env: Event, parents: readonly string[]): string | null {
+    const body = env.body;
+    if (body.type === 'genesis') return null;
+    if (!this.#admitted.has(env.by)) return 'its signer was never admitted';
+    if (body.prev !== null) {
+      const prev = this.#nodes.get(body.prev)!;
+      if (prev.env.by !== env.by || prev.env.body.seq !== body.seq - 1) return "prev is not its signer's previous event";
+    }
+    if (parents.length === 0) return 'no parent';
+    return null;
+  }
+
+  #dropWaitersOf(id: string): void {
+    // A held event waiting for an event that turned out invalid can never be stored.
+    const waiters = this.#waiters.get(id);
+    if (!waiters) return;
+    this.#waiters.delete(id);
+    for (const w of waiters) {
+      const h = this.#held.get(w);
+      if (!h) continue;
+      this.#held.delete(w);
+      for (const p of h.waiting) this.#waiters.get(p)?.delete(w);
+      this.#dropWaitersOf(w);
+    }
+  }
+
+  #addRecord(id: string, env: RecordEnv, stored: { count: number }): AddResult {
+    const member = env.body.member;
+    if (!this.#admitted.has(member)) {
+      const held = this.#heldRecords.get(member);
+      if (held && (env.body.seq < held.env.body.seq || (env.body.seq === held.env.body.seq && id <= held.id))) return { status: 'known', id };
+      if (!held && this.#heldRecords.size >= this.#maxHeldRecords) return { status: 'invalid', id, reason: 'too many records of non-members waiting' };
+      this.#heldRecords.set(member, { id, env });
+      return { status: 'pending', id };
+    }
+    const known = this.#records.get(member);
     if (known) {
       const older = env.body.seq < known.env.body.seq || (env.body.seq === known.env.body.seq && id <= known.id);
       if (older) return { status: 'known', id };
     }
-    this.#records.set(env.body.member, { id, env });
+    this.#records.set(member, { id, env });
+    stored.count++;
     return { status: 'new', id };
   }
 
@@ -250,157 +457,340 @@ export class Ledger {
     return () => this.#listeners.delete(cb);
   }
 
+  // ---- the causal structure -------------------------------------------------------------------
+
+  #ordered(): Node[] {
+    if (!this.#orderSorted) {
+      this.#order.sort(byHeightThenId);
+      this.#orderSorted = true;
+    }
+    return this.#order;
+  }
+
+  /** signer -> highest chain position in the causal past of `id` (itself included). */
+  #vector(id: string): Map<string, number> {
+    let vc = this.#vectors.get(id);
+    if (vc) return vc;
+    vc = new Map();
+    const seen = new Set<string>([id]);
+    const stack = [id];
+    while (stack.length > 0) {
+      const node = this.#nodes.get(stack.pop()!)!;
+      const by = node.env.by;
+      if ((vc.get(by) ?? 0) < node.env.body.seq) vc.set(by, node.env.body.seq);
+      for (const p of node.parents) {
+        if (!seen.has(p)) {
+          seen.add(p);
+          stack.push(p);
+        }
+      }
+    }
+    this.#vectors.set(id, vc);
+    return vc;
+  }
+
+  /** Every event id in the causal past of `id` (itself included); only for forked signers. */
+  #pastSet(id: string): Set<string> {
+    let past = this.#pasts.get(id);
+    if (past) return past;
+    past = new Set([id]);
+    const stack = [id];
+    while (stack.length > 0) {
+      for (const p of this.#nodes.get(stack.pop()!)!.parents) {
+        if (!past.has(p)) {
+          past.add(p);
+          stack.push(p);
+        }
+      }
+    }
+    this.#pasts.set(id, past);
+    return past;
+  }
+
+  /**
+   * Is event `node` in the causal past of event `of` (or `of` itself)? A signer's chain is linear,
+   * so its position against the past vector decides; a signer that forked its chain is looked up
+   * event by event.
+   */
+  #inPast(node: Node, of: string): boolean {
+    if (node.id === of) return true;
+    if (this.#forks.has(node.env.by)) return this.#pastSet(of).has(node.id);
+    return node.env.body.seq <= (this.#vector(of).get(node.env.by) ?? 0);
+  }
+
+  /**
+   * The lowest chain position at which `by` signed two events that both count as far as its
+   * revocations go (a branch outside every revocation's past is void anyway: a former member
+   * forking its old chain changes nothing), or null.
+   */
+  #effectiveFork(view: View, by: string): number | null {
+    if (!this.#forks.has(by)) return null;
+    const cached = view.forks.get(by);
+    if (cached !== undefined) return cached;
+    const revs = view.cuts.revocations.get(by) ?? [];
+    let fork: number | null = null;
+    const seqs = [...this.#chains.get(by)!.entries()].filter(([, ids]) => ids.length > 1).map(([seq]) => seq).sort((a, b) => a - b);
+    for (const seq of seqs) {
+      const ids = this.#chains.get(by)!.get(seq)!;
+      const counting = ids.filter((id) => revs.every((r) => this.#inPast(this.#nodes.get(id)!, r)));
+      if (counting.length > 1) {
+        fork = seq;
+        break;
+      }
+    }
+    view.forks.set(by, fork);
+    return fork;
+  }
+
   // ---- the fold -------------------------------------------------------------------------------
 
-  #fold(): View {
-    if (this.#view) return this.#view;
-    const ordered = [...this.#events].map(([id, env]) => ({ id, env })).sort(byAtThenId);
-    const view: View = {
-      network: null, range: null, members: new Map(), revokedAt: new Map(), inviteUsers: new Map(),
-      used: new Set(), rejected: [], ordered,
-    };
-    const reject = (id: string, env: Event, reason: string): void => {
-      view.rejected.push({ id, reason, type: env.body.type, by: env.by, at: env.body.at });
-    };
-
-    // Every stored genesis has the pinned NetworkInfo (#ingest saw to it): the earliest is the root.
-    const root = ordered.find((e) => e.env.body.type === 'genesis');
-    if (!root) {
-      for (const e of ordered) reject(e.id, e.env, 'waiting for genesis');
-      return (this.#view = view);
+  #fold(): View | null {
+    if (!this.#stale && this.#view) return this.#view;
+    const order = this.#ordered();
+    const root = order.find((n) => n.env.body.type === 'genesis');
+    if (!root || this.#pinned === null) {
+      this.#view = null;
+      this.#stale = false;
+      return null;
     }
-    const genesis = root.env.body as GenesisBody;
-    const net = genesis.network;
-    view.network = net;
-    view.range = meshRange(net.cidr)!; // the schema accepted the cidr, so it parses
-    const netText = canonicalJson(net);
-
-    for (const { id, env } of ordered) {
-      if (id === root.id) continue;
-      const body = env.body;
-      if (body.type === 'genesis') { reject(id, env, 'duplicate genesis'); continue; }
-      if (body.network !== net.id) { reject(id, env, 'other network'); continue; }
-      if (body.at < genesis.at) { reject(id, env, 'before genesis'); continue; }
-      const why =
-        body.type === 'admit' ? this.#applyAdmit(view, net, netText, id, env.by, body)
-        : body.type === 'revoke' ? this.#applyRevoke(view, net, env.by, body)
-        : this.#applyGrant(view, net, env.by, body);
-      if (why !== null) reject(id, env, why);
+    let cuts = emptyCuts();
+    let key = '';
+    let view!: View;
+    for (let pass = 0; pass < MAX_PASSES; pass++) {
+      view = this.#newView(root, cuts);
+      for (const node of order) this.#applyOne(view, node);
+      view.applied = order.length;
+      const nextKey = cutsKey(view.found);
+      if (nextKey === key) break;
+      cuts = view.found;
+      key = nextKey;
     }
-    return (this.#view = view);
+    this.#view = view;
+    this.#stale = false;
+    return view;
   }
 
-  #isAdmin(view: View, peerId: string): boolean {
-    return view.members.get(peerId)?.admin === true;
+  #newView(root: Node, cuts: Cuts): View {
+    const network = this.#pinned!;
+    return {
+      network, range: meshRange(network.cidr)!, rootId: root.id, members: new Map(), removed: new Map(), names: new Map(),
+      invites: new Map(), used: new Set(), founderAdmitted: false, rejected: [], reasons: new Map(), cuts, found: emptyCuts(), forks: new Map(), applied: 0,
+    };
   }
 
-  #invite(token: string): Invite | InviteError {
-    let parsed = this.#invites.get(token);
-    if (parsed === undefined) {
-      try {
-        parsed = parseInvite(token); // no `now`: expiry is judged against the admission's time
-      } catch (e) {
-        parsed = e as InviteError;
+  #applyOne(view: View, node: Node): void {
+    const why = this.#cut(view, node) ?? this.#apply(view, node);
+    if (why !== null) {
+      const { env, id } = node;
+      view.rejected.push({ id, reason: why, type: env.body.type, by: env.by, at: env.body.at });
+      view.reasons.set(id, why);
+    }
+  }
+
+  /** Why an event is void whatever it says: outside a revocation's cut, or equivocation. */
+  #cut(view: View, node: Node): string | null {
+    const { env } = node;
+    const by = env.by;
+    for (const r of view.cuts.revocations.get(by) ?? []) {
+      if (!this.#inPast(node, r)) return `its signer was removed by ${short(r)}, which had not seen it`;
+    }
+    const fork = this.#effectiveFork(view, by);
+    if (fork !== null && env.body.seq >= fork) {
+      if (view.members.has(by)) this.#remove(view, by, 'equivocation', null);
+      return `equivocation: its signer signed two events at position ${fork} of its chain`;
+    }
+    const body = env.body;
+    if (body.type === 'admit' && body.invite !== null) {
+      for (const d of view.cuts.deadInvites.get(body.invite) ?? []) {
+        if (!this.#inPast(node, d)) return `its invite was cancelled or its issuer removed by ${short(d)}, which had not seen it`;
       }
-      this.#invites.set(token, parsed);
     }
-    return parsed;
+    return null;
   }
 
-  #applyAdmit(view: View, net: NetworkInfo, netText: string, id: string, by: string, body: AdmitBody): string | null {
+  #apply(view: View, node: Node): string | null {
+    const { env, id } = node;
+    const body = env.body;
+    const by = env.by;
+    switch (body.type) {
+      case 'genesis':
+        return id === view.rootId ? null : 'duplicate genesis';
+      case 'admit':
+        return this.#applyAdmit(view, id, by, body);
+      case 'revoke': {
+        const target = view.members.get(body.member);
+        if (!target) return view.removed.has(body.member) ? 'already removed' : 'not a member';
+        if (body.reason === 'kick') {
+          const kicker = view.members.get(by);
+          if (!kicker?.admin) return 'not an administrator';
+          if (body.member === view.network.founder) return 'cannot kick the founder';
+          if (target.admin && !(kicker.rank < target.rank)) return 'cannot kick a more senior administrator';
+        } else if (!view.members.has(by)) return 'not a member';
+        this.#remove(view, body.member, body.reason, id);
+        return null;
+      }
+      case 'grant': {
+        if (by !== view.network.founder) return 'only the founder can grant';
+        if (!view.members.has(by)) return 'founder is not a member';
+        const target = view.members.get(body.member);
+        if (!target) return 'not a member';
+        if (target.admin) return 'already an administrator';
+        target.admin = true;
+        target.rank = body.seq;
+        return null;
+      }
+      case 'invite':
+        if (!view.members.get(by)?.admin) return 'not an administrator';
+        view.invites.set(id, { issuer: by, key: body.key, expires: body.expires, uses: body.uses, at: body.at, users: new Set(), dead: null });
+        return null;
+      case 'cancel': {
+        if (!view.members.get(by)?.admin) return 'not an administrator';
+        const inv = view.invites.get(body.invite);
+        if (!inv) return 'unknown invite';
+        if (inv.dead !== null) return `invite already ${inv.dead}`;
+        inv.dead = 'cancelled';
+        pushTo(view.found.deadInvites, body.invite, id);
+        return null;
+      }
+    }
+  }
+
+  #remove(view: View, member: string, reason: string, revocation: string | null): void {
+    const target = view.members.get(member);
+    if (!target) return;
+    view.members.delete(member);
+    view.used.delete(target.offset);
+    if (view.names.get(target.name) === member) view.names.delete(target.name);
+    view.removed.set(member, reason);
+    for (const [invId, inv] of view.invites) {
+      if (inv.issuer !== member || inv.dead !== null) continue;
+      inv.dead = 'dead: its issuer was removed';
+      if (revocation !== null) pushTo(view.found.deadInvites, invId, revocation);
+    }
+    if (revocation !== null) pushTo(view.found.revocations, member, revocation);
+  }
+
+  #applyAdmit(view: View, id: string, by: string, body: AdmitBody): string | null {
+    const net = view.network;
     if (view.members.has(body.member)) return 'already a member';
-    let key: string | null = null;
+    if (view.removed.has(body.member)) return 'removed: a removed identity cannot come back (it joins again as a new identity)';
+    let inv: InviteState | null = null;
     if (body.invite === null) {
       if (body.member !== net.founder || by !== net.founder) return 'missing invite';
-      // The founder's free admission happens once; after leaving it needs an invite like anyone.
-      if (view.revokedAt.has(net.founder)) return 'revoked';
+      if (view.founderAdmitted) return 'the founder admits itself only once';
     } else {
       if (!view.members.has(by)) return 'admitter is not a member';
-      const invite = this.#invite(body.invite);
-      if (invite instanceof InviteError) return `bad invite: ${invite.message}`;
-      if (canonicalJson(invite.network) !== netText) return 'other network';
-      if (!this.#isAdmin(view, invite.issuer)) return 'issuer is not an administrator';
-      if (body.at > invite.expires) return 'expired';
-      key = inviteKey(invite);
-      const users = view.inviteUsers.get(key);
-      // Not a member now but admitted with this invite before: revoked since. Revocation is
-      // forever for an invite; coming back takes a new one.
-      if (users?.has(body.member)) return 'revoked';
-      if ((users?.size ?? 0) >= invite.uses) return 'invite already used';
+      inv = view.invites.get(body.invite) ?? null;
+      if (inv === null) return 'unknown invite';
+      if (inv.dead !== null) return `invite ${inv.dead}`;
+      if (view.removed.get(inv.issuer) === 'equivocation') return 'the invite issuer equivocated';
+      if (body.at > inv.expires) return 'expired';
+      if (inv.users.size >= inv.uses) return 'invite already used';
+      if (body.proof === null || !verifyInviteProof(inv.key, body.proof, { network: net.id, invite: body.invite, member: body.member })) {
+        return 'bad invite proof: the joiner did not show the invite secret';
+      }
     }
-    const offset = lowestFree(view.range!, view.used);
+    const offset = this.#offsetFor(view, body.ip);
     if (offset === null) return 'range full';
     view.used.add(offset);
-    if (key !== null) {
-      const users = view.inviteUsers.get(key) ?? new Set<string>();
-      users.add(body.member);
-      view.inviteUsers.set(key, users);
-    }
+    inv?.users.add(body.member);
+    if (body.invite === null) view.founderAdmitted = true;
+    const name = uniqueName(view.names, body.name);
+    view.names.set(name, body.member);
+    const founder = body.member === net.founder;
     view.members.set(body.member, {
-      name: body.name, offset, admin: body.member === net.founder, admittedAt: body.at,
-      admittedBy: by, admission: id, invite: key,
+      name, offset, admin: founder, rank: founder ? 0 : Number.MAX_SAFE_INTEGER,
+      admittedAt: body.at, admittedBy: by, admission: id, invite: body.invite,
     });
     return null;
   }
 
-  #applyRevoke(view: View, net: NetworkInfo, by: string, body: RevokeBody): string | null {
-    const target = view.members.get(body.member);
-    if (!target) return 'not a member';
-    if (body.reason === 'kick') {
-      if (!this.#isAdmin(view, by)) return 'not an administrator';
-      if (body.member === net.founder && by !== net.founder) return 'cannot kick the founder';
-    }
-    // (leave: parseEnvelope already checked that the member signed it)
-    view.members.delete(body.member);
-    view.used.delete(target.offset);
-    view.revokedAt.set(body.member, body.at);
-    return null;
-  }
-
-  #applyGrant(view: View, net: NetworkInfo, by: string, body: GrantBody): string | null {
-    if (by !== net.founder) return 'only the founder can grant';
-    if (!view.members.has(net.founder)) return 'founder is not a member';
-    const target = view.members.get(body.member);
-    if (!target) return 'not a member';
-    if (target.admin) return 'already an administrator';
-    target.admin = true;
-    return null;
+  #offsetFor(view: View, ip: string): number | null {
+    const n = ipToInt(ip);
+    const offset = n === null ? -1 : n - view.range.base;
+    if (offset >= 1 && offset <= view.range.hosts && !view.used.has(offset)) return offset;
+    return lowestFree(view.range, view.used);
   }
 
   // ---- reading --------------------------------------------------------------------------------
 
   has(id: string): boolean {
-    if (this.#events.has(id)) return true;
+    if (this.#nodes.has(id)) return true;
     for (const r of this.#records.values()) if (r.id === id) return true;
     return false;
   }
 
   get(id: string): SignedEnvelope<LedgerBody> | null {
-    const e = this.#events.get(id);
-    if (e) return e;
+    const n = this.#nodes.get(id);
+    if (n) return n.env;
     for (const r of this.#records.values()) if (r.id === id) return r.env;
     return null;
   }
 
-  /** Ids of every stored event and record (for anti-entropy: "which of these do you lack?"). */
-  ids(): string[] {
-    return [...this.#events.keys(), ...[...this.#records.values()].map((r) => r.id)].sort();
+  size(): number {
+    return this.#nodes.size;
   }
 
-  /** sha256 over ids(): two ledgers with the same digest hold the same events and records. */
+  heads(): string[] {
+    return [...this.#heads].sort();
+  }
+
+  /** sha256 over the heads and the current records: equal digests, nothing to exchange. */
   digest(): string {
-    return createHash('sha256').update(this.ids().join('\n')).digest('hex');
+    return createHash('sha256').update(`${this.heads().join(',')}|${this.recordsDigest()}`).digest('hex');
+  }
+
+  recordsDigest(): string {
+    return createHash('sha256').update(this.records().map((r) => eventId(r)).sort().join(',')).digest('hex');
   }
 
   events(): SignedEnvelope<EventBody>[] {
-    return this.#fold().ordered.map((e) => e.env);
+    return this.#ordered().map((n) => n.env);
+  }
+
+  /** Stored events outside the causal past of `heads` (unknown heads ignored), parents first. */
+  since(heads: readonly string[]): SignedEnvelope<EventBody>[] {
+    const past = new Set<string>();
+    const stack = heads.filter((h) => this.#nodes.has(h));
+    for (const h of stack) past.add(h);
+    while (stack.length > 0) {
+      for (const p of this.#nodes.get(stack.pop()!)!.parents) {
+        if (!past.has(p)) {
+          past.add(p);
+          stack.push(p);
+        }
+      }
+    }
+    return this.#ordered().filter((n) => !past.has(n.id)).map((n) => n.env);
+  }
+
+  held(): number {
+    return this.#held.size;
+  }
+
+  missing(): string[] {
+    return [...this.#waiters.keys()].filter((id) => !this.#held.has(id)).sort();
+  }
+
+  /** What `signer`'s next event must carry: its chain position, its previous event, the heads. */
+  nextLink(signer: string): { seq: number; prev: string | null; deps: string[] } {
+    const head = this.#chainHead.get(signer);
+    const prev = head?.id ?? null;
+    let deps = [...this.#heads].filter((h) => h !== prev);
+    if (deps.length > MAX_DEPS) {
+      // The highest heads carry the most history; the rest are reached through later events.
+      deps = deps.map((h) => this.#nodes.get(h)!).sort((a, b) => byHeightThenId(b, a)).slice(0, MAX_DEPS).map((n) => n.id);
+    }
+    return { seq: (head?.seq ?? 0) + 1, prev, deps: deps.sort() };
   }
 
   records(): SignedEnvelope<RecordBody>[] {
+    const view = this.#fold();
+    if (!view) return [];
     const out: RecordEnv[] = [];
-    for (const peerId of this.#fold().members.keys()) {
-      const r = this.#validRecord(peerId);
-      if (r) out.push(r);
+    for (const peerId of view.members.keys()) {
+      const r = this.#records.get(peerId);
+      if (r) out.push(r.env);
     }
     return out;
   }
@@ -409,49 +799,45 @@ export class Ledger {
     return this.#records.get(peerId)?.env ?? null;
   }
 
-  #validRecord(peerId: string): RecordEnv | null {
-    const r = this.#records.get(peerId);
-    const view = this.#fold();
-    if (!r || (view.network !== null && r.env.body.network !== view.network.id)) return null;
-    const revokedAt = view.revokedAt.get(peerId);
-    // A record made before the latest revocation belongs to the old membership.
-    return revokedAt !== undefined && r.env.body.at <= revokedAt ? null : r.env;
-  }
-
   network(): NetworkInfo | null {
-    return this.#fold().network ?? this.#pinned;
+    return this.#pinned;
   }
 
   member(peerId: string): Member | null {
     const view = this.#fold();
-    const m = view.members.get(peerId);
-    if (!m) return null;
+    const m = view?.members.get(peerId);
+    if (!view || !m) return null;
     return Object.freeze({
-      peerId, name: m.name, meshIp: intToIp(view.range!.base + m.offset), admin: m.admin,
-      founder: peerId === view.network!.founder, admittedAt: m.admittedAt, admittedBy: m.admittedBy,
-      admission: m.admission, invite: m.invite, record: this.#validRecord(peerId)?.body ?? null,
+      peerId, name: m.name, meshIp: intToIp(view.range.base + m.offset), admin: m.admin,
+      founder: peerId === view.network.founder, admittedAt: m.admittedAt, admittedBy: m.admittedBy,
+      admission: m.admission, invite: m.invite, record: this.#records.get(peerId)?.env.body ?? null,
     });
   }
 
   members(): Member[] {
     const view = this.#fold();
+    if (!view) return [];
     return [...view.members.entries()]
       .sort((a, b) => a[1].offset - b[1].offset)
       .map(([peerId]) => this.member(peerId)!);
   }
 
   isMember(peerId: string): boolean {
-    return this.#fold().members.has(peerId);
+    return this.#fold()?.members.has(peerId) ?? false;
   }
 
   isAdmin(peerId: string): boolean {
-    return this.#isAdmin(this.#fold(), peerId);
+    return this.#fold()?.members.get(peerId)?.admin === true;
   }
 
-  /** True if the peer's membership was revoked and it has not been admitted again since. */
+  /** True if the identity was removed (kicked, left, equivocated): it never comes back. */
   revoked(peerId: string): boolean {
-    const view = this.#fold();
-    return view.revokedAt.has(peerId) && !view.members.has(peerId);
+    return this.#fold()?.removed.has(peerId) ?? false;
+  }
+
+  /** Why an identity was removed ('kick', 'leave', 'equivocation'), or null. */
+  removal(peerId: string): string | null {
+    return this.#fold()?.removed.get(peerId) ?? null;
   }
 
   addressOf(peerId: string): string | null {
@@ -461,125 +847,84 @@ export class Ledger {
   /** The address the next admission would get now; null when the range is full (or no genesis). */
   nextAddress(): string | null {
     const view = this.#fold();
-    if (!view.range) return null;
+    if (!view) return null;
     const offset = lowestFree(view.range, view.used);
     return offset === null ? null : intToIp(view.range.base + offset);
   }
 
-  /**
-   * Whether an admission with this invite would be valid now, as far as this ledger knows: null,
-   * or 'other network' | 'expired' | 'issuer is not an administrator' | 'invite already used'
-   * (or the InviteError message for a token that does not parse). With `member`, a member the
-   * invite already admitted passes (admitting it again is idempotent).
-   */
-  checkInvite(invite: Invite | string, now: number, member?: string): string | null {
-    if (typeof invite === 'string') {
-      const parsed = this.#invite(invite);
-      if (parsed instanceof InviteError) return parsed.message;
-      invite = parsed;
-    }
+  /** `name` if no member has it, else name-2, name-3, ... (what the fold would make of it). */
+  freeName(name: string): string {
     const view = this.#fold();
-    const net = this.network();
-    if (net === null || canonicalJson(invite.network) !== canonicalJson(net)) return 'other network';
-    if (now > invite.expires) return 'expired';
-    if (!this.#isAdmin(view, invite.issuer)) return 'issuer is not an administrator';
-    const users = view.inviteUsers.get(inviteKey(invite));
-    if (member !== undefined && users?.has(member)) return view.members.has(member) ? null : 'invite already used';
-    if ((users?.size ?? 0) >= invite.uses) return 'invite already used';
+    return view ? uniqueName(view.names, name) : name;
+  }
+
+  /** Invites that can still admit someone at `now`, newest first. */
+  invites(now: number): OpenInvite[] {
+    const view = this.#fold();
+    if (!view) return [];
+    const out: OpenInvite[] = [];
+    for (const [id, inv] of view.invites) {
+      if (inv.dead === null && now <= inv.expires && inv.users.size < inv.uses) out.push(openInvite(id, inv));
+    }
+    return out.sort((a, b) => b.at - a.at || (a.id < b.id ? -1 : 1));
+  }
+
+  /** One invite by id or unique id prefix (at least 6 hex characters), open or not. */
+  inviteInfo(idOrPrefix: string, now: number): (OpenInvite & { open: boolean; reason: string | null }) | null {
+    const view = this.#fold();
+    if (!view || !/^[0-9a-f]{6,64}$/.test(idOrPrefix)) return null;
+    const found = [...view.invites.keys()].filter((id) => id.startsWith(idOrPrefix));
+    if (found.length !== 1) return null;
+    const inv = view.invites.get(found[0])!;
+    const reason = inv.dead ?? (now > inv.expires ? 'expired' : inv.users.size >= inv.uses ? 'used up' : null);
+    return { ...openInvite(found[0], inv), open: reason === null, reason };
+  }
+
+  /**
+   * Whether an admission of `member` with this invite would count now, as far as this ledger
+   * knows: null, or why not ('unknown invite', 'expired', 'invite already used', 'revoked', ...).
+   * A member the invite already admitted passes (asking again is answered, not re-admitted).
+   */
+  checkAdmission(opts: { invite: string; member: string }, now: number): string | null {
+    const view = this.#fold();
+    if (!view) return 'no network';
+    const inv = view.invites.get(opts.invite);
+    if (inv?.users.has(opts.member) && view.members.has(opts.member)) return null;
+    if (view.removed.has(opts.member)) return 'revoked';
+    if (view.members.has(opts.member)) return 'already a member';
+    if (!inv) return this.#nodes.has(opts.invite) ? `invite not valid: ${view.reasons.get(opts.invite) ?? 'void'}` : 'unknown invite';
+    if (inv.dead !== null) return `invite ${inv.dead}`;
+    if (now > inv.expires) return 'expired';
+    if (inv.users.size >= inv.uses) return 'invite already used';
     return null;
   }
 
   rejected(): Rejection[] {
-    return [...this.#fold().rejected];
+    return [...(this.#fold()?.rejected ?? [])];
+  }
+
+  /** Why a stored event does not count, or null if it counts (or is unknown). */
+  reasonOf(id: string): string | null {
+    return this.#fold()?.reasons.get(id) ?? null;
   }
 }
 
-// ---- builders -----------------------------------------------------------------------------------
-
-type NetworkRef = NetworkInfo | string;
-const idOf = (n: NetworkRef): string => (typeof n === 'string' ? n : n.id);
-
-/** Signs a body after checking it, then reads it back as a peer would: what we emit, peers accept. */
-async function build<B extends LedgerBody>(key: PrivateKey, body: B): Promise<SignedEnvelope<B>> {
-  const env = await signEnvelope(key, body);
-  return parseEnvelope(env) as SignedEnvelope<B>;
+function openInvite(id: string, inv: InviteState): OpenInvite {
+  return Object.freeze({ id, issuer: inv.issuer, expires: inv.expires, uses: inv.uses, used: inv.users.size, at: inv.at });
 }
 
-/** A new network description: random id and pnet key. */
-export function newNetwork(opts: { name: string; founder: string; cidr?: string }): NetworkInfo {
-  return checkBody(NetworkInfoSchema, {
-    id: randomBytes(16).toString('hex'),
-    name: opts.name,
-    cidr: opts.cidr ?? DEFAULT_CIDR,
-    psk: randomBytes(32).toString('hex'),
-    founder: opts.founder,
-  }, 'network');
+function lowestFree(range: MeshRange, used: Set<number>): number | null {
+  // Members are few (hundreds): a scan from the first host is simpler than a free list and
+  // obviously gives every member the same answer.
+  for (let offset = 1; offset <= range.hosts; offset++) if (!used.has(offset)) return offset;
+  return null;
 }
 
-export async function genesis(key: PrivateKey, network: NetworkInfo, now: number): Promise<SignedEnvelope<GenesisBody>> {
-  return build(key, checkBody(GenesisBodySchema, { type: 'genesis', network, at: now }, 'genesis'));
-}
-
-export async function admit(
-  key: PrivateKey,
-  opts: { network: NetworkRef; member: string; name: string; invite: Invite | string | null },
-  now: number,
-): Promise<SignedEnvelope<AdmitBody>> {
-  // A pasted token is normalised (whitespace, canonical form) and must at least parse: signing an
-  // admission every peer would void helps nobody. Whether it is still usable is checkInvite's job.
-  const invite = opts.invite === null ? null : typeof opts.invite === 'string' ? parseInvite(opts.invite).token : opts.invite.token;
-  return build(key, checkBody(AdmitBodySchema, {
-    type: 'admit', network: idOf(opts.network), member: opts.member, name: opts.name, invite, at: now,
-  }, 'admission'));
-}
-
-/** reason defaults to 'leave' when the key is the member's own, else 'kick'. */
-export async function revoke(
-  key: PrivateKey,
-  opts: { network: NetworkRef; member: string; reason?: 'kick' | 'leave' },
-  now: number,
-): Promise<SignedEnvelope<RevokeBody>> {
-  const self = peerIdFromPrivateKey(key).toString();
-  const reason = opts.reason ?? (opts.member === self ? 'leave' : 'kick');
-  return build(key, checkBody(RevokeBodySchema, {
-    type: 'revoke', network: idOf(opts.network), member: opts.member, at: now, reason,
-  }, 'revocation'));
-}
-
-export async function grant(key: PrivateKey, opts: { network: NetworkRef; member: string }, now: number): Promise<SignedEnvelope<GrantBody>> {
-  return build(key, checkBody(GrantBodySchema, { type: 'grant', network: idOf(opts.network), member: opts.member, at: now }, 'grant'));
-}
-
-/**
- * The member's own record. `seq` must grow with every new record (last writer wins by seq): keep
- * it in the store, or use something like max(previous + 1, now) to survive a lost store. A record
- * counts only if made after the member's latest revocation, so a member with a slow clock should
- * date it no earlier than its admission (max(now, member.admittedAt)).
- */
-export async function record(
-  key: PrivateKey,
-  opts: {
-    network: NetworkRef; wgPublicKey: string; name: string;
-    endpoints: readonly string[]; multiaddrs: readonly string[]; seq: number;
-  },
-  now: number,
-): Promise<SignedEnvelope<RecordBody>> {
-  return build(key, checkBody(RecordBodySchema, {
-    type: 'record', network: idOf(opts.network), member: peerIdFromPrivateKey(key).toString(),
-    wgPublicKey: opts.wgPublicKey, name: opts.name, endpoints: [...opts.endpoints],
-    multiaddrs: [...opts.multiaddrs], seq: opts.seq, at: now,
-  }, 'record'));
-}
-
-/** A new network with its founder admitted: the two events `meshd init` stores and publishes. */
-export async function foundNetwork(
-  key: PrivateKey,
-  opts: { name: string; memberName: string; cidr?: string },
-  now: number,
-): Promise<{ network: NetworkInfo; events: [SignedEnvelope<GenesisBody>, SignedEnvelope<AdmitBody>] }> {
-  const founder = peerIdFromPrivateKey(key).toString();
-  const network = newNetwork({ name: opts.name, founder, cidr: opts.cidr });
-  const g = await genesis(key, network, now);
-  const a = await admit(key, { network, member: founder, name: opts.memberName, invite: null }, now);
-  return { network, events: [g, a] };
+function uniqueName(names: Map<string, string>, name: string): string {
+  if (!names.has(name)) return name;
+  for (let n = 2; ; n++) {
+    const suffix = `-${n}`;
+    const candidate = name.slice(0, 63 - suffix.length) + suffix;
+    if (!names.has(candidate)) return candidate;
+  }
 }

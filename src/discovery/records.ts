@@ -1,5 +1,5 @@
 // The shapes of everything members sign, as zod schemas, and parseEnvelope(): the one door
-// through which bytes from the network (gossip, sync, a pasted invite) become typed statements.
+// through which bytes from the network (push, sync, a pasted invite) become typed statements.
 //
 // Schemas are strict on purpose: unknown keys are rejected (a body that two versions would read
 // differently must not verify as the same statement), every string is bounded, names look like
@@ -7,32 +7,42 @@
 // canonical base64, numbers are non-negative safe integers (canonical JSON of a safe integer is
 // the same everywhere).
 //
-// Bodies (see ledger.ts for what they mean):
+// Ledger format version 2 (LEDGER_VERSION; the genesis carries it). Every event is linked:
+//   seq   its position in its signer's own chain (1, 2, ...)
+//   prev  the id of the signer's previous event (null exactly when seq is 1)
+//   deps  ids of the other ledger heads the signer had seen (sorted, unique, at most MAX_DEPS,
+//         never prev); every event but the genesis names at least one parent
+// so each event carries its causal history (ledger.ts folds in that order, not by `at`).
+//
+// Events (see ledger.ts for what they mean):
 //   NetworkInfo  { id: 32 hex, name, cidr: 'a.b.c.d/n' (IPv4, n 8..30, host bits zero),
 //                  psk: 64 hex, founder: peer id }
-//   genesis      { type, network: NetworkInfo, at }                         by = network.founder
-//   admit        { type, network: id, member, name, invite: token | null, at } by = the admitter
-//   revoke       { type, network: id, member, at, reason: 'kick' | 'leave' }  by = admin | member
-//   grant        { type, network: id, member, at }                          by = the founder
-//   record       { type, network: id, member, wgPublicKey, name, endpoints, multiaddrs, seq, at }
-//                                                                           by = member
-//   invite       { type, id: 32 hex, network: NetworkInfo, expires, uses, bootstrap }
+//   genesis  { type, v: 2, network: NetworkInfo, seq: 1, prev: null, deps: [], at }  by founder
+//   admit    { type, network: id, member, name, ip, invite: invite event id | null,
+//              proof: signature by the invite key | null, ...link, at }            by a member
+//   revoke   { type, network: id, member, reason: 'kick' | 'leave', ...link, at }
+//   grant    { type, network: id, member, ...link, at }                             by founder
+//   invite   { type, network: id, key: Ed25519 public key (base64url), expires, uses, ...link, at }
+//   cancel   { type, network: id, invite: invite event id, ...link, at }
+//   record   { type, network: id, member, wgPublicKey, name, endpoints, multiaddrs, seq, at }
+//            (records are not events: last writer wins by seq; no links)
 //
 // Exported API:
 //   schemas: NetworkInfoSchema, GenesisBodySchema, AdmitBodySchema, RevokeBodySchema,
-//            GrantBodySchema, RecordBodySchema, InviteBodySchema, BodySchema, EnvelopeSchema
-//   types:   NetworkInfo, GenesisBody, AdmitBody, RevokeBody, GrantBody, RecordBody, InviteBody,
-//            EventBody (genesis|admit|revoke|grant), LedgerBody (EventBody|record), Body (all)
-//   class EnvelopeError extends Error { code: 'malformed' | 'forged' | 'unauthorized' }
+//            GrantBodySchema, InviteBodySchema, CancelBodySchema, RecordBodySchema, BodySchema,
+//            EnvelopeSchema
+//   types:   NetworkInfo, GenesisBody, AdmitBody, RevokeBody, GrantBody, InviteBody, CancelBody,
+//            RecordBody, EventBody (all but record), LedgerBody (EventBody|record), Body
+//   class EnvelopeError extends Error { code: 'malformed' | 'forged' | 'unauthorized' | 'version' }
 //   parseEnvelope(json: unknown): SignedEnvelope<Body>
 //       json is the parsed JSON value, or its text (string), or its UTF-8 bytes (Uint8Array).
-//       Checks shape, signature, and who may sign what without needing a ledger (genesis by its
-//       founder, record by its member, leave by its member). The result is a deep-frozen copy.
-//       Throws only EnvelopeError.
+//       Checks shape, links, signature, and who may sign what without needing a ledger (genesis
+//       by its founder, record by its member, leave by its member). The result is a deep-frozen
+//       copy. Throws only EnvelopeError ('version' for a ledger entry of another format).
 //   checkBody<T>(schema, body, what): T       validates a body we are about to sign; EnvelopeError
 //   meshRange(cidr): MeshRange | null          host arithmetic of a mesh range (IPv4)
 //   intToIp(n: number): string, ipToInt(ip: string): number | null
-//   NAME_RE, MAX_TOKEN_CHARS, MAX_ENVELOPE_CHARS, MAX_INVITE_USES
+//   NAME_RE, MAX_TOKEN_CHARS, MAX_ENVELOPE_CHARS, MAX_INVITE_USES, MAX_DEPS, LEDGER_VERSION
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -45,12 +55,15 @@ import { formatEndpoint, parseEndpoint } from '../wg/endpoint.js';
 export const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** An invite token carries a NetworkInfo and a few multiaddrs: a few KB at most. */
 export const MAX_TOKEN_CHARS = 8192;
-/** A whole envelope (an admit carries a token): generous, but bounded before JSON.parse. */
-export const MAX_ENVELOPE_CHARS = 32768;
+/** A whole envelope: generous, but bounded before JSON.parse. */
+export const MAX_ENVELOPE_CHARS = 16384;
 export const MAX_INVITE_USES = 65535;
+/** Heads an event may name besides its prev: more concurrent heads than this are rare. */
+export const MAX_DEPS = 32;
+export const LEDGER_VERSION = 2;
 const MAX_ENDPOINTS = 32;
 const MAX_MULTIADDRS = 32;
-const MAX_BOOTSTRAP = 16;
+export const MAX_BOOTSTRAP = 16;
 const MAX_MULTIADDR_CHARS = 256;
 
 // ---- mesh range arithmetic (IPv4) ---------------------------------------------------------------
@@ -95,7 +108,7 @@ export function meshRange(cidr: string): MeshRange | null {
 const hex = (chars: number) => z.string().regex(new RegExp(`^[0-9a-f]{${chars}}$`), `must be ${chars} lower-case hex characters`);
 
 const PeerIdString = z.string().max(128).refine((s) => ed25519PeerId(s) !== null, 'must be a canonical Ed25519 peer id (12D3KooW...)');
-const NetworkId = hex(32);
+export const NetworkId = hex(32);
 const Name = z.string().max(63).regex(NAME_RE, "must be 1-63 lower-case letters, digits or '-', not starting with '-' (like a hostname)");
 const Cidr = z.string().max(18).refine((s) => meshRange(s) !== null, 'must be an IPv4 range like 10.0.0.0/24 (prefix 8..30, host bits zero)');
 const Time = z.int().min(0);
@@ -132,7 +145,7 @@ function multiaddrOk(s: string, needPeer: boolean): boolean {
   }
 }
 const Multiaddr = z.string().max(MAX_MULTIADDR_CHARS).refine((s) => multiaddrOk(s, false), 'must be a multiaddr');
-const BootstrapAddr = z.string().max(MAX_MULTIADDR_CHARS).refine((s) => multiaddrOk(s, true), 'must be a multiaddr ending in /p2p/<peer id>');
+export const BootstrapAddr = z.string().max(MAX_MULTIADDR_CHARS).refine((s) => multiaddrOk(s, true), 'must be a multiaddr ending in /p2p/<peer id>');
 
 // ---- bodies -------------------------------------------------------------------------------------
 
@@ -144,9 +157,25 @@ export const NetworkInfoSchema = z.strictObject({
   founder: PeerIdString,
 });
 
+const EventId = hex(64);
+const Link = {
+  seq: z.int().min(1),
+  prev: EventId.nullable(),
+  deps: z.array(EventId).max(MAX_DEPS),
+  at: Time,
+};
+/** An Ed25519 public key, 32 bytes in unpadded base64url (43 characters). */
+const InviteKey = z.string().regex(/^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$/, 'must be an Ed25519 public key in base64url');
+const Signature = z.string().regex(/^[A-Za-z0-9_-]{85}[AQgw]$/, 'must be an Ed25519 signature in base64url');
+const Ipv4 = z.string().max(15).refine((s) => isIP(s) === 4 && ipToInt(s) !== null && intToIp(ipToInt(s)!) === s, 'must be an IPv4 address');
+
 export const GenesisBodySchema = z.strictObject({
   type: z.literal('genesis'),
+  v: z.literal(LEDGER_VERSION),
   network: NetworkInfoSchema,
+  seq: z.literal(1),
+  prev: z.null(),
+  deps: z.array(EventId).max(0),
   at: Time,
 });
 
@@ -155,23 +184,41 @@ export const AdmitBodySchema = z.strictObject({
   network: NetworkId,
   member: PeerIdString,
   name: Name,
-  invite: z.string().min(1).max(MAX_TOKEN_CHARS).nullable(),
-  at: Time,
+  ip: Ipv4,
+  invite: EventId.nullable(),
+  proof: Signature.nullable(),
+  ...Link,
 });
 
 export const RevokeBodySchema = z.strictObject({
   type: z.literal('revoke'),
   network: NetworkId,
   member: PeerIdString,
-  at: Time,
   reason: z.enum(['kick', 'leave']),
+  ...Link,
 });
 
 export const GrantBodySchema = z.strictObject({
   type: z.literal('grant'),
   network: NetworkId,
   member: PeerIdString,
-  at: Time,
+  ...Link,
+});
+
+export const InviteBodySchema = z.strictObject({
+  type: z.literal('invite'),
+  network: NetworkId,
+  key: InviteKey,
+  expires: Time,
+  uses: z.int().min(1).max(MAX_INVITE_USES),
+  ...Link,
+});
+
+export const CancelBodySchema = z.strictObject({
+  type: z.literal('cancel'),
+  network: NetworkId,
+  invite: EventId,
+  ...Link,
 });
 
 export const RecordBodySchema = z.strictObject({
@@ -186,17 +233,8 @@ export const RecordBodySchema = z.strictObject({
   at: Time,
 });
 
-export const InviteBodySchema = z.strictObject({
-  type: z.literal('invite'),
-  id: hex(32),
-  network: NetworkInfoSchema,
-  expires: Time,
-  uses: z.int().min(1).max(MAX_INVITE_USES),
-  bootstrap: z.array(BootstrapAddr).max(MAX_BOOTSTRAP),
-});
-
 export const BodySchema = z.discriminatedUnion('type', [
-  GenesisBodySchema, AdmitBodySchema, RevokeBodySchema, GrantBodySchema, RecordBodySchema, InviteBodySchema,
+  GenesisBodySchema, AdmitBodySchema, RevokeBodySchema, GrantBodySchema, InviteBodySchema, CancelBodySchema, RecordBodySchema,
 ]);
 
 export const EnvelopeSchema = z.strictObject({
@@ -214,13 +252,14 @@ export type RevokeBody = Frozen<z.output<typeof RevokeBodySchema>>;
 export type GrantBody = Frozen<z.output<typeof GrantBodySchema>>;
 export type RecordBody = Frozen<z.output<typeof RecordBodySchema>>;
 export type InviteBody = Frozen<z.output<typeof InviteBodySchema>>;
-export type EventBody = GenesisBody | AdmitBody | RevokeBody | GrantBody;
+export type CancelBody = Frozen<z.output<typeof CancelBodySchema>>;
+export type EventBody = GenesisBody | AdmitBody | RevokeBody | GrantBody | InviteBody | CancelBody;
 export type LedgerBody = EventBody | RecordBody;
-export type Body = LedgerBody | InviteBody;
+export type Body = LedgerBody;
 
 // ---- parsing ------------------------------------------------------------------------------------
 
-export type EnvelopeErrorCode = 'malformed' | 'forged' | 'unauthorized';
+export type EnvelopeErrorCode = 'malformed' | 'forged' | 'unauthorized' | 'version';
 
 /** The only error parseEnvelope throws. `code` says what kind of wrong; the message says where. */
 export class EnvelopeError extends Error {
@@ -263,8 +302,27 @@ function signerAllowed(body: Body, by: string): string | null {
     case 'revoke':
       return body.reason === 'kick' || by === body.member ? null : 'a leave must be signed by the member itself';
     default:
-      return null; // admit, grant, invite: depends on the ledger (ledger.ts)
+      return null; // admit, grant, invite, cancel: depends on the ledger (ledger.ts)
   }
+}
+
+/** The links of an event, checked without a ledger: chain position and parents agree. */
+function linksOk(body: Body): string | null {
+  if (body.type === 'record' || body.type === 'genesis') return null; // the genesis schema pins its links
+  if ((body.seq === 1) !== (body.prev === null)) return 'prev must be null exactly for the first event of a signer';
+  const deps = body.deps;
+  for (let i = 1; i < deps.length; i++) if (deps[i - 1] >= deps[i]) return 'deps must be sorted and unique';
+  if (body.prev !== null && deps.includes(body.prev)) return 'deps must not repeat prev';
+  if (body.prev === null && deps.length === 0) return 'an event must name at least one parent';
+  return null;
+}
+
+/** A ledger entry from an older meshd (no links, no version): say so instead of "malformed". */
+function olderFormat(value: unknown): boolean {
+  const body = (value as { body?: Record<string, unknown> } | null)?.body;
+  if (body === null || typeof body !== 'object') return false;
+  if (body.type === 'genesis') return body.v !== LEDGER_VERSION;
+  return ['admit', 'revoke', 'grant'].includes(body.type as string) && !('seq' in body);
 }
 
 function toValue(json: unknown): unknown {
@@ -291,7 +349,10 @@ export function parseEnvelope(json: unknown): SignedEnvelope<Body> {
   try {
     value = toValue(json);
     const r = EnvelopeSchema.safeParse(value);
-    if (!r.success) throw new EnvelopeError('malformed', `malformed envelope: ${describe(r.error)}`);
+    if (!r.success) {
+      if (olderFormat(value)) throw new EnvelopeError('version', `a ledger entry of an older meshd (ledger format 1); this meshd reads format ${LEDGER_VERSION}`);
+      throw new EnvelopeError('malformed', `malformed envelope: ${describe(r.error)}`);
+    }
     parsed = r.data;
   } catch (e) {
     if (e instanceof EnvelopeError) throw e;
@@ -300,6 +361,8 @@ export function parseEnvelope(json: unknown): SignedEnvelope<Body> {
   }
   const env = deepFreeze({ body: parsed.body as Body, by: parsed.by, sig: parsed.sig });
   if (!verifyEnvelope(env)) throw new EnvelopeError('forged', `bad signature on a ${env.body.type} said to be by ${env.by}`);
+  const bad = linksOk(env.body);
+  if (bad) throw new EnvelopeError('malformed', `malformed ${env.body.type}: ${bad}`);
   const denied = signerAllowed(env.body, env.by);
   if (denied) throw new EnvelopeError('unauthorized', denied);
   return env;
