@@ -8,7 +8,7 @@ export function joinCommand(): Command {
     .argument('<invite>', 'the invite, as printed by meshd invite')
     .addOption(jsonOption())
     .action(async (token: string, _opts: object, cmd: Command) => {
-      const r = await rpc<{ meshIp: string; network: string }>(cmd, 'join', { token }, 60_000);
-      print(cmd, r, () => `joined network ${r.network}; this node is ${r.meshIp}`);
+      const r = await rpc<{ meshIp: string; network: string; name: string }>(cmd, 'join', { token }, 60_000);
+      print(cmd, r, () => `joined network ${r.network}; this node is ${r.name}, ${r.meshIp}`);
     });
 }

@@ -10,6 +10,7 @@ import { daemonCommand } from './daemon.js';
 import { engineCommand } from './engine.js';
 import { initCommand } from './init.js';
 import { inviteCommand } from './invite.js';
+import { invitesCommand } from './invites.js';
 import { joinCommand } from './join.js';
 import { kickCommand, leaveCommand, promoteCommand } from './members.js';
 import { statusCommand } from './status.js';
@@ -21,7 +22,7 @@ const program = new Command('meshd')
   .version('0.1.0')
   .addOption(new Option('--state-dir <dir>', 'state directory (store and control socket)').env('MESHD_STATE_DIR'));
 
-for (const c of [daemonCommand(), initCommand(), inviteCommand(), joinCommand(), statusCommand(), pingCommand(), netcheckCommand(), leaveCommand(), kickCommand(), promoteCommand(), engineCommand()]) {
+for (const c of [daemonCommand(), initCommand(), inviteCommand(), invitesCommand(), joinCommand(), statusCommand(), pingCommand(), netcheckCommand(), leaveCommand(), kickCommand(), promoteCommand(), engineCommand()]) {
   program.addCommand(c);
 }
 

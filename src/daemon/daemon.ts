@@ -18,13 +18,14 @@ import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
 import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
-import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
-import { createInvite, parseInvite } from '../discovery/invite.js';
+import { LEDGER_VERSION, Ledger } from '../discovery/ledger.js';
+import { Signer, foundNetwork, record, type Draft } from '../discovery/signer.js';
+import { encodeInvite, parseInvite } from '../discovery/invite.js';
 import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
 import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
 import { createMeshNode, isLoopbackAddr, peerOf } from '../discovery/p2p.js';
-import { LedgerSync } from '../discovery/gossip.js';
+import { LedgerSync } from '../discovery/sync.js';
 import { join as joinNetwork, serveJoin } from '../discovery/join.js';
 import { reconcile, type DesiredPeer } from './reconcile.js';
 import { endpointRank } from '../routes/endpoints.js';
@@ -165,6 +166,8 @@ export class Daemon {
   private node: Libp2p | null = null;
   private sync: LedgerSync | null = null;
   private ledger: Ledger | null = null;
+  /** This node's chain of ledger events: everything it signs goes through it, one at a time. */
+  private signer: Signer | null = null;
   private network: NetworkInfo | null = null;
   private meshIp: string | null = null;
   private seq = 0;
@@ -246,6 +249,8 @@ export class Daemon {
       status: async () => this.status(),
       init: async (p) => this.init(p as { network?: string; cidr?: string }),
       invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
+      invites: async () => this.invites(),
+      cancelInvite: async (p) => this.cancelInvite(p as { id: string }),
       join: async (p) => this.join(p as { token: string }),
       leave: async () => this.leave(),
       kick: async (p) => this.kick(p as { target: string }),
@@ -264,24 +269,64 @@ export class Daemon {
     const { network, events } = await foundNetwork(this.identity, { name: sanitizeName(p.network ?? 'mesh'), memberName: this.name, cidr }, Date.now());
     const ledger = new Ledger(network);
     ledger.addAll(events);
+    await this.store.setSettings({ ledgerFormat: LEDGER_VERSION });
     await this.store.setNetwork(network);
     await this.persist(ledger.events());
     await this.startNetwork(network, ledger, null);
     return { meshIp: this.meshIp!, network: network.name };
   }
 
-  async invite(p: { ttlMs?: number; uses?: number }): Promise<{ token: string; expires: number; uses: number }> {
+  async invite(p: { ttlMs?: number; uses?: number }): Promise<{ token: string; id: string; expires: number; uses: number }> {
     const { network, ledger } = this.requireNetwork();
     if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can create invites');
     const bootstrap = this.inviteBootstrap((await this.advertised()).multiaddrs);
     if (bootstrap.length === 0) {
       throw new DaemonError('EADDRNOTAVAIL', 'this node has no address another machine could reach (only loopback): give meshd daemon --announce HOST');
     }
-    const inv = await createInvite(this.identity, network, { ttlMs: p.ttlMs, uses: p.uses, bootstrap }, Date.now());
-    return { token: inv.token, expires: inv.expires, uses: inv.uses };
+    const uses = p.uses ?? 1;
+    if (!Number.isSafeInteger(uses) || uses < 1 || uses > 65535) throw new DaemonError('EINVAL', `uses must be 1..65535, not ${p.uses}`);
+    if (p.ttlMs !== undefined && (!Number.isSafeInteger(p.ttlMs) || p.ttlMs <= 0)) throw new DaemonError('EINVAL', `the ttl must be a positive number of ms, not ${p.ttlMs}`);
+    // The invite event is persisted and pushed before the token exists: every administrator sees
+    // it (meshd invites) and can cancel it; the secret goes into the token only.
+    const { envelope, secret } = await this.signer!.issueInvite({ ttlMs: p.ttlMs, uses }, Date.now());
+    await this.persist([envelope], true);
+    await this.sync?.publish(envelope);
+    const inv = encodeInvite({ network, envelope, secret, bootstrap });
+    return { token: inv.token, id: inv.id, expires: inv.expires, uses: inv.uses };
   }
 
-  async join(p: { token: string }): Promise<{ meshIp: string; network: string }> {
+  /** Open invites, as every administrator sees them (`meshd invites`). */
+  async invites(): Promise<{ invites: Array<{ id: string; issuer: string; expires: number; uses: number; used: number; issued: number }> }> {
+    const { ledger } = this.requireNetwork();
+    if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can list invites');
+    const nameOf = (peerId: string) => ledger.member(peerId)?.name ?? peerId;
+    return {
+      invites: ledger.invites(Date.now()).map((i) => ({ id: i.id, issuer: nameOf(i.issuer), expires: i.expires, uses: i.uses, used: i.used, issued: i.at })),
+    };
+  }
+
+  /** `meshd invite --cancel ID`: no admission with it counts unless made before the cancel was seen. */
+  async cancelInvite(p: { id: string }): Promise<{ cancelled: string }> {
+    const { ledger } = this.requireNetwork();
+    if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can cancel invites');
+    const id = String(p.id ?? '').toLowerCase();
+    if (!/^[0-9a-f]{6,64}$/.test(id)) throw new DaemonError('EINVAL', `an invite id is 6 to 64 hex characters (see meshd invites), not ${p.id}`);
+    const info = ledger.inviteInfo(id, Date.now());
+    if (!info) throw new DaemonError('ENOENT', `no invite ${id} (or the prefix names several): see meshd invites`);
+    if (!info.open && info.reason !== 'expired' && info.reason !== 'used up') throw new DaemonError('EINVAL', `invite ${info.id.slice(0, 12)} is already ${info.reason}`);
+    await this.signAndPublish({ type: 'cancel', invite: info.id });
+    return { cancelled: info.id };
+  }
+
+  /** Signs an event of ours, persists it, then pushes it: nothing we said is lost by a crash. */
+  private async signAndPublish(draft: Draft): Promise<SignedEnvelope> {
+    const env = await this.signer!.sign(draft, Date.now());
+    await this.persist([env], true);
+    await this.sync?.publish(env);
+    return env;
+  }
+
+  async join(p: { token: string }): Promise<{ meshIp: string; network: string; name: string }> {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const invite = parseInvite(p.token, Date.now());
     const network = invite.network;
@@ -295,12 +340,14 @@ export class Daemon {
       const ledger = new Ledger(network);
       ledger.addAll(result.envelopes);
       if (!ledger.isMember(this.peerId)) throw new DaemonError('EJOIN', 'the member that answered did not admit us');
+      if (result.name !== this.name) this.log.warn({ asked: this.name, got: result.name }, `another member is named ${this.name}: this node is ${result.name}`);
+      await this.store.setSettings({ ledgerFormat: LEDGER_VERSION });
       await this.store.setNetwork(network);
-      await this.persist([...ledger.events(), ...ledger.records()]);
+      await this.persist([...ledger.events(), ...ledger.records()], true);
       await this.startNetwork(network, ledger, node);
       const ms = (a: number, b: number) => Math.round(b - a);
       this.log.info({ network: network.name, meshIp: this.meshIp, via: result.via, ms: { node: ms(t0, t1), admission: ms(t1, t2), start: ms(t2, performance.now()) } }, 'joined');
-      return { meshIp: this.meshIp!, network: network.name };
+      return { meshIp: this.meshIp!, network: network.name, name: result.name };
     } catch (err) {
       if (!this.node) await Promise.resolve(node.stop()).catch(() => {});
       throw err;
@@ -308,33 +355,33 @@ export class Daemon {
   }
 
   async leave(): Promise<{ left: string }> {
-    const { network, ledger } = this.requireNetwork();
-    const env = await revoke(this.identity, { network, member: this.peerId, reason: 'leave' }, Date.now());
-    ledger.add(env);
-    await this.sync?.publish(env);
+    const { network } = this.requireNetwork();
+    await this.signAndPublish({ type: 'revoke', member: this.peerId, reason: 'leave' });
     await new Promise((r) => setTimeout(r, 300)); // let the revocation reach connected members
     await this.forgetNetwork();
     return { left: network.name };
   }
 
   async kick(p: { target: string }): Promise<{ kicked: string; meshIp: string }> {
-    const { network, ledger } = this.requireNetwork();
+    const { ledger } = this.requireNetwork();
     if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can kick members');
     const target = this.findMember(p.target);
     if (target.peerId === this.peerId) throw new DaemonError('EINVAL', 'use meshd leave to remove this node');
-    const env = await revoke(this.identity, { network, member: target.peerId, reason: 'kick' }, Date.now());
-    this.accept(env);
-    await this.sync?.publish(env);
+    if (target.peerId === this.network!.founder) throw new DaemonError('EPERM', 'nobody can kick the founder (the founder can leave)');
+    const them = ledger.member(target.peerId)!;
+    if (them.admin && this.peerId !== this.network!.founder && !this.outranks(target.peerId)) {
+      throw new DaemonError('EPERM', `${target.name} is a more senior administrator: only the founder or an administrator granted before it can kick it`);
+    }
+    await this.signAndPublish({ type: 'revoke', member: target.peerId, reason: 'kick' });
     return { kicked: target.name, meshIp: target.meshIp };
   }
 
   async promote(p: { target: string }): Promise<{ promoted: string }> {
-    const { network } = this.requireNetwork();
+    const { network, ledger } = this.requireNetwork();
     if (network.founder !== this.peerId) throw new DaemonError('EPERM', 'only the founder can make administrators');
     const target = this.findMember(p.target);
-    const env = await grant(this.identity, { network, member: target.peerId }, Date.now());
-    this.accept(env);
-    await this.sync?.publish(env);
+    if (ledger.isAdmin(target.peerId)) throw new DaemonError('EEXIST', `${target.name} is already an administrator`);
+    await this.signAndPublish({ type: 'grant', member: target.peerId });
     return { promoted: target.name };
   }
 
@@ -406,7 +453,7 @@ export class Daemon {
     const network = this.network;
     return {
       self: {
-        name: this.name,
+        name: ledger?.member(this.peerId)?.name ?? this.name,
         meshIp: this.meshIp,
         publicKey: toBase64(this.engine.device.publicKey!),
         peerId: this.peerId,
@@ -446,6 +493,10 @@ export class Daemon {
 
   /** Comes back into the stored network after a restart. */
   private async resume(network: NetworkInfo): Promise<void> {
+    const format = (await this.store.getSettings<{ ledgerFormat: number }>()).ledgerFormat;
+    if (format !== LEDGER_VERSION) {
+      throw new DaemonError('EVERSION', `the state in ${this.opts.stateDir} belongs to a network made by an older meshd (ledger format ${format ?? 1}); this meshd reads format ${LEDGER_VERSION} and cannot join it. Keep that directory for the older meshd, or move it away and make a new network (meshd init) or join one with a new invite`);
+    }
     const ledger = new Ledger(network);
     ledger.addAll(await this.store.allEnvelopes());
     if (!ledger.isMember(this.peerId)) {
@@ -472,6 +523,11 @@ export class Daemon {
   private async startNetwork(network: NetworkInfo, ledger: Ledger, node: Libp2p | null): Promise<void> {
     this.network = network;
     this.ledger = ledger;
+    this.signer = new Signer(this.identity, ledger);
+    // Record sequence numbers come from a stored counter (never the clock), and never go below
+    // what the members already hold of ours.
+    const stored = Number((await this.store.getSettings<{ recordSeq: number }>()).recordSeq ?? 0);
+    this.seq = Math.max(Number.isSafeInteger(stored) ? stored : 0, ledger.recordOf(this.peerId)?.body.seq ?? 0);
     const bootstrap = ledger.members().flatMap((m) => (m.peerId === this.peerId ? [] : (m.record?.multiaddrs ?? [])));
     const joined = node !== null;
     this.node = node ?? (await this.createNode(network, bootstrap));
@@ -486,7 +542,7 @@ export class Daemon {
       this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log, throughMesh: true });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
-      serveJoin(this.node, { ledger, admitterKey: this.identity, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log, onAdmit: (env: SignedEnvelope) => void this.persist([env]) });
+      serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log, onAdmit: (env: SignedEnvelope) => this.persist([env], true) });
       ledger.onChange(() => this.inBackground('applying a ledger change', this.onLedgerChange()));
       this.relayService = await serveRelay(this.node, {
         enabled: () => this.paths.relay,
@@ -550,6 +606,7 @@ export class Daemon {
     this.node = null;
     this.sync = null;
     this.ledger = null;
+    this.signer = null;
     this.network = null;
     this.meshIp = null;
     await Promise.resolve(this.engine.apply({ replacePeers: true, peers: [] }));
@@ -590,12 +647,26 @@ export class Daemon {
     if (this.ledger?.add(env) === 'new') void this.persist([env]);
   }
 
-  private async persist(envs: readonly SignedEnvelope[]): Promise<void> {
+  /** Stores envelopes; `strict` (our own events, before they are published) throws on failure. */
+  private async persist(envs: readonly SignedEnvelope[], strict = false): Promise<void> {
     try {
       await this.store.putEnvelopes(envs.map((e) => ({ id: eventId(e), value: e })));
     } catch (err) {
+      if (strict) throw err;
       this.log.error({ err: (err as Error).message }, 'cannot persist ledger entries; they stay in memory');
     }
+  }
+
+  /** Seniority among administrators: the founder first, then by the founder's grants, in order. */
+  private rankOf(peerId: string): number {
+    const ledger = this.ledger!;
+    if (peerId === this.network?.founder) return 0;
+    const grant = ledger.events().find((e) => e.body.type === 'grant' && e.body.member === peerId && ledger.reasonOf(eventId(e)) === null);
+    return grant ? grant.body.seq : Number.POSITIVE_INFINITY;
+  }
+
+  private outranks(peerId: string): boolean {
+    return this.rankOf(this.peerId) < this.rankOf(peerId);
   }
 
   /** What our last record said about where to reach us, to republish only when it changes. */
@@ -644,7 +715,8 @@ export class Daemon {
   }
 
   private async selfRecord(network: NetworkInfo): Promise<SignedEnvelope> {
-    this.seq = Math.max(this.seq + 1, Date.now());
+    this.seq += 1;
+    await this.store.setSettings({ recordSeq: this.seq });
     const { endpoints, multiaddrs } = await this.advertised(network.cidr);
     this.lastAdvertised = JSON.stringify([endpoints, multiaddrs]);
     return record(this.identity, {
@@ -830,7 +902,11 @@ export class Daemon {
     const network = this.network;
     if (!ledger || !network || this.stopping) return;
     if (!ledger.isMember(this.peerId)) {
-      this.log.warn({ network: network.name }, 'this node was removed from the network');
+      const removal = ledger.removal(this.peerId);
+      const admission = ledger.events().find((e) => e.body.type === 'admit' && e.body.member === this.peerId);
+      const voided = removal === null && admission ? ledger.reasonOf(eventId(admission)) : null;
+      if (voided) this.log.warn({ network: network.name, why: voided }, 'the admission of this node does not count: ask an administrator for a new invite');
+      else this.log.warn({ network: network.name, why: removal }, 'this node was removed from the network');
       await this.forgetNetwork();
       return;
     }

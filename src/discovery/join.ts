@@ -1,68 +1,71 @@
-// The join protocol `/meshd/join/1`: a node holding an invite asks a member to admit it.
+// The join protocol `/meshd/join/2`: a node holding an invite asks a member to admit it.
 //
 // One protocol id for every network (not one per network id): a node runs one network (its pnet
-// key seals it), and the request carries the invite, which names the network. A member answers
-// only for the network its ledger holds ('this invite is for another network' otherwise).
+// key seals it), and the request names the network. A member answers only for the network its
+// ledger holds ('this invite is for another network' otherwise).
 //
-//   joiner -> member   { invite: token, record: the joiner's signed record (seq >= 1) }
+//   joiner -> member   { invite: the signed invite event (from the token), proof, record }
+//                      proof: the joiner's peer id signed with the invite's secret (invite.ts);
+//                      the secret itself never leaves the joiner, so the member cannot reuse it
 //   member -> joiner   { ok: false, error: 'clear message' }
-//                   or { ok: true, meshIp, count } then `count` frames, one envelope each (the
-//                      whole ledger, our admission and the joiner's record included)
+//                   or { ok: true, meshIp, name } then the whole ledger (events parents first,
+//                      then records), one envelope a frame, then { end: true }
 //
 // Frames are length-prefixed JSON (FrameStream): the request is bounded to 128 KiB, each answer
-// frame to 1 MiB, the answer to 10 000 envelopes. Unknown fields, garbage, oversized frames: an
-// error answer or a reset stream, never a crash.
+// frame to 1 MiB, the whole answer to 64 MiB (no count cap). Unknown fields, garbage, oversized
+// frames: an error answer or a reset stream, never a crash.
+//
+// The invite event travels in the request because the member asked may not have it yet (it was
+// issued a moment ago at another administrator): the member adds it to its ledger first. If its
+// history has not reached this member either, the answer says to try again.
 //
 // Admission and the race between members. An invite's uses are decided by the ledger's fold
-// (earliest admission by (at, id) wins), which a member can only know once the competing
-// admissions have reached it. So the member that admits: checks the invite against its ledger,
-// signs and adds the admission (and the joiner's record), publishes both, waits `settleMs` for a
-// concurrent admission by another member to arrive by gossip, then reads the fold again: if the
-// joiner is a member, it answers ok with the joiner's address; if our admission lost, it answers
-// 'invite already used'. Two joiners with one single-use invite at two members at once: exactly
-// one is told ok — provided the two members are connected and gossip crosses within settleMs.
-// A member that was partitioned from the other can still answer ok to both; the fold then voids
-// one admission everywhere once the ledgers meet, and that node loses its membership (the
-// daemon sees itself removed). settleMs trades join latency for that window.
+// (of concurrent admissions, the first in the fold's order wins), which a member can only know
+// once the competing admissions have reached it. So the member that admits: checks the invite
+// against its ledger, signs and adds the admission (and the joiner's record), publishes both,
+// waits `settleMs` for a concurrent admission by another member to arrive, then reads the fold
+// again: if the joiner is a member, it answers ok with the joiner's address; if our admission
+// lost, it answers 'invite already used'. A member that was partitioned from the other can still
+// answer ok to both; the fold then voids one admission everywhere once the ledgers meet, and that
+// node loses its membership (the daemon sees itself removed). settleMs trades join latency for
+// that window. A member that is the only member there has ever been (a new network's founder)
+// has no one to race with and answers at once.
 //
-// A member that is the only member there has ever been (a new network's founder) has no one to
-// race with and answers at once.
-//
-// Admissions made by one member are serialised, so two requests with the same single-use invite
-// at the same member never both pass the check.
-//
-// A member asking again (its first answer was lost) is answered ok without a new admission.
+// A name another member already has is made unique (name-2, ...): the answer carries the name
+// the joiner got. A node asking again (its first answer was lost) is answered ok without a new
+// admission, with the same address.
 //
 // Exported API:
-//   JOIN_PROTOCOL = '/meshd/join/1'
+//   JOIN_PROTOCOL = '/meshd/join/2'
 //   class JoinError extends Error { code: 'refused' | 'unreachable' | 'timeout' | 'protocol' }
 //   join(node: Libp2p, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?: number })
-//       : Promise<{ meshIp: string; envelopes: SignedEnvelope[]; via: string }>
+//       : Promise<{ meshIp, name, envelopes, via }>
 //       dials invite.bootstrap concurrently, staggered (dialer.ts; loopback addresses last); the
 //       first member that answers decides. Throws JoinError, whose message names every address
 //       tried and why it failed.
 //   serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<JoinServer>   never rejects
-//   interface ServeJoinOptions { ledger, admitterKey, sync?: { publish(env) }, settleMs? (500),
-//                                now?: () => number, logger?, onAdmit?(env), requestTimeoutMs? }
+//   interface ServeJoinOptions { ledger, signer: Signer (this member's chain), sync?: { publish(env) },
+//                                settleMs? (500), now?: () => number, logger?, onAdmit?(env),
+//                                requestTimeoutMs? }
 //   interface JoinServer { close(): Promise<void> }
 import '../util/polyfill.js';
 import type { Libp2p } from 'libp2p';
-import type { Connection, PrivateKey, Stream } from '@libp2p/interface';
-import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import type { Connection, Stream } from '@libp2p/interface';
 import { eventId, type SignedEnvelope } from './signed.js';
-import { EnvelopeError, parseEnvelope, type RecordBody } from './records.js';
-import { InviteError, parseInvite, type Invite } from './invite.js';
-import { admit, type Ledger } from './ledger.js';
-import { ledgerSnapshot } from './gossip.js';
+import { EnvelopeError, parseEnvelope, type InviteBody, type RecordBody } from './records.js';
+import { inviteProof, verifyInviteProof, type Invite } from './invite.js';
+import type { Ledger } from './ledger.js';
+import type { Signer } from './signer.js';
+import { ledgerDelta } from './sync.js';
 import { FrameError, FrameStream, dialOrder, noopLogger, peerOf, type MeshLogger } from './p2p.js';
 import { DialFailedError, dialFirst } from './dialer.js';
 import { hostPortOf } from './addresses.js';
 
-export const JOIN_PROTOCOL = '/meshd/join/1';
+export const JOIN_PROTOCOL = '/meshd/join/2';
 
 const MAX_REQUEST_BYTES = 128 * 1024;
 const MAX_REPLY_FRAME_BYTES = 1024 * 1024;
-const MAX_REPLY_ENVELOPES = 10_000;
+const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 const WRITE_BATCH = 256;
 
 export type JoinErrorCode = 'refused' | 'unreachable' | 'timeout' | 'protocol';
@@ -77,6 +80,8 @@ export class JoinError extends Error {
 export interface JoinResult {
   /** The joiner's address in the mesh, as the admitting member's ledger folds it. */
   meshIp: string;
+  /** The name the joiner was admitted with (its own, or made unique). */
+  name: string;
   /** The whole ledger (verified envelopes; events and records): add them to a Ledger. */
   envelopes: SignedEnvelope[];
   /** The multiaddr of the member that admitted us. */
@@ -119,7 +124,8 @@ export async function join(
   // A member answered: its answer decides (another member would judge the invite the same).
   const frames = new FrameStream(stream, MAX_REPLY_FRAME_BYTES);
   try {
-    await frames.write({ invite: invite.token, record: selfRecord }, signal);
+    const proof = inviteProof(invite.secret, { network: invite.network.id, invite: invite.id, member: self });
+    await frames.write({ invite: invite.envelope, proof, record: selfRecord }, signal);
     const result = await readReply(frames, signal);
     await frames.close();
     return { ...result, via: addr };
@@ -131,7 +137,7 @@ export async function join(
   }
 }
 
-async function readReply(frames: FrameStream, signal: AbortSignal): Promise<{ meshIp: string; envelopes: SignedEnvelope[] }> {
+async function readReply(frames: FrameStream, signal: AbortSignal): Promise<{ meshIp: string; name: string; envelopes: SignedEnvelope[] }> {
   const head = await frames.read(signal);
   if (head === null || typeof head !== 'object') throw new FrameError('answer is not an object');
   const h = head as Record<string, unknown>;
@@ -139,35 +145,35 @@ async function readReply(frames: FrameStream, signal: AbortSignal): Promise<{ me
     const msg = typeof h.error === 'string' && h.error.length > 0 ? h.error.slice(0, 500) : 'refused without a reason';
     throw new JoinError('refused', msg);
   }
-  if (h.ok !== true || typeof h.meshIp !== 'string' || !Number.isSafeInteger(h.count)) throw new FrameError('malformed answer');
-  const count = h.count as number;
-  if (count < 0 || count > MAX_REPLY_ENVELOPES) throw new FrameError(`answer announces ${count} envelopes`);
+  if (h.ok !== true || typeof h.meshIp !== 'string' || typeof h.name !== 'string') throw new FrameError('malformed answer');
   const envelopes: SignedEnvelope[] = [];
-  for (let i = 0; i < count; i++) {
+  for (;;) {
     const value = await frames.read(signal);
+    if (frames.bytesRead > MAX_REPLY_BYTES) throw new FrameError(`answer larger than ${MAX_REPLY_BYTES} bytes`);
+    if (value !== null && typeof value === 'object' && (value as { end?: unknown }).end === true) break;
     try {
       envelopes.push(parseEnvelope(value));
     } catch {
       // One bad envelope does not spoil the others; the caller's ledger decides what counts.
     }
   }
-  return { meshIp: h.meshIp, envelopes };
+  return { meshIp: h.meshIp, name: h.name, envelopes };
 }
 
 // ---- server -------------------------------------------------------------------------------------
 
 export interface ServeJoinOptions {
   ledger: Ledger;
-  /** This member's identity: it signs the admissions. */
-  admitterKey: PrivateKey;
+  /** This member's chain: it signs the admissions (shared with everything else this node signs). */
+  signer: Signer;
   /** Where admissions and the joiner's record are published (LedgerSync). */
   sync?: { publish(env: SignedEnvelope): Promise<unknown> };
   /** How long to wait for a competing admission before answering; default 500 ms. */
   settleMs?: number;
   now?: () => number;
   logger?: MeshLogger;
-  /** Called with each admission this member signs (the daemon persists it). */
-  onAdmit?: (env: SignedEnvelope) => void;
+  /** Called with each admission this member signs, before it is published (the daemon persists it). */
+  onAdmit?: (env: SignedEnvelope) => Promise<void> | void;
   /** How long a joiner may take to send its request; default 10 s. */
   requestTimeoutMs?: number;
 }
@@ -176,22 +182,33 @@ export interface JoinServer {
   close(): Promise<void>;
 }
 
-const REQUEST_KEYS = new Set(['invite', 'record']);
+const REQUEST_KEYS = new Set(['invite', 'proof', 'record']);
 
-/** Texts from ledger.checkInvite and the fold, as a joiner should read them. */
+/** Texts from ledger.checkAdmission and the fold, as a joiner should read them. */
 function explain(reason: string): string {
   switch (reason) {
     case 'invite already used': return 'invite already used';
     case 'other network': return 'this invite is for another network';
     case 'expired': return 'invite expired; ask an administrator for a new one';
-    case 'issuer is not an administrator': return 'the invite was not issued by an administrator of this network';
-    case 'revoked': return 'this node was removed from the network; it cannot use this invite again';
+    case 'revoked': return 'this node was removed from the network; it comes back only as a new identity (meshd leave takes new keys) with a new invite';
     case 'range full': return 'the network address range is full';
-    default: return `admission refused: ${reason}`;
+    case 'unknown invite': return 'this member does not know that invite (yet): try again in a few seconds, or ask for a new invite';
+    default:
+      if (reason.startsWith('invite cancelled')) return 'this invite was cancelled; ask an administrator for a new one';
+      if (reason.startsWith('invite dead')) return 'the administrator who issued this invite was removed; ask for a new invite';
+      if (reason === 'invite not valid: not an administrator') return 'the invite was not issued by an administrator of this network';
+      return `admission refused: ${reason}`;
   }
 }
 
 class Refusal extends Error {}
+
+interface JoinRequest {
+  invite: SignedEnvelope<InviteBody>;
+  inviteId: string;
+  proof: string;
+  record: SignedEnvelope<RecordBody>;
+}
 
 export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<JoinServer> {
   const log = opts.logger ?? noopLogger;
@@ -199,7 +216,7 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
   const settleMs = opts.settleMs ?? 500;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
   const ledger = opts.ledger;
-  const admitter = peerIdFromPrivateKey(opts.admitterKey).toString();
+  const admitter = opts.signer.peerId;
   let queue: Promise<unknown> = Promise.resolve();
   const closed = new AbortController();
 
@@ -216,11 +233,11 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
     // One FrameStream per stream (each wraps the stream's incoming bytes): requests are bounded
     // to MAX_REQUEST_BYTES, our answer frames to MAX_REPLY_FRAME_BYTES.
     const frames = new FrameStream(stream, MAX_REQUEST_BYTES, MAX_REPLY_FRAME_BYTES);
-    const signal = AbortSignal.any([closed.signal, AbortSignal.timeout(requestTimeoutMs + settleMs + 10_000)]);
+    const signal = AbortSignal.any([closed.signal, AbortSignal.timeout(requestTimeoutMs + settleMs + 30_000)]);
     try {
-      let request: { invite: Invite; record: SignedEnvelope<RecordBody> };
+      let request: JoinRequest;
       try {
-        request = parseRequest(await readRequest(frames, requestTimeoutMs, closed.signal), joiner, now());
+        request = parseRequest(await readRequest(frames, requestTimeoutMs, closed.signal), joiner, ledger);
       } catch (err) {
         if (!(err instanceof Refusal)) throw err;
         log.info({ joiner, error: err.message }, 'join refused');
@@ -233,12 +250,13 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
         log.info({ joiner, error: outcome.error }, 'join refused');
         await frames.write({ ok: false, error: outcome.error }, signal);
       } else {
-        const snap = ledgerSnapshot(ledger);
-        await frames.write({ ok: true, meshIp: outcome.meshIp, count: snap.envelopes.length }, signal);
-        for (let i = 0; i < snap.envelopes.length; i += WRITE_BATCH) {
-          await frames.writeMany(snap.envelopes.slice(i, i + WRITE_BATCH), signal);
+        const envelopes = ledgerDelta(ledger, null);
+        await frames.write({ ok: true, meshIp: outcome.meshIp, name: outcome.name }, signal);
+        for (let i = 0; i < envelopes.length; i += WRITE_BATCH) {
+          await frames.writeMany(envelopes.slice(i, i + WRITE_BATCH), signal);
         }
-        log.info({ joiner, meshIp: outcome.meshIp, envelopes: snap.envelopes.length, ms: Math.round(performance.now() - started) }, 'admitted a new member');
+        await frames.write({ end: true }, signal);
+        log.info({ joiner, meshIp: outcome.meshIp, name: outcome.name, envelopes: envelopes.length, ms: Math.round(performance.now() - started) }, 'admitted a new member');
       }
       await frames.close();
     } catch (err) {
@@ -248,16 +266,15 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
   };
 
   /** Checks, admits, waits for the fold to settle, and says whether the joiner got in. */
-  const admitJoiner = async (
-    req: { invite: Invite; record: SignedEnvelope<RecordBody> },
-    joiner: string,
-  ): Promise<{ meshIp: string } | { error: string }> => {
+  const admitJoiner = async (req: JoinRequest, joiner: string): Promise<{ meshIp: string; name: string } | { error: string }> => {
     const made = await serially(async (): Promise<{ error: string } | { id: string | null; alone?: boolean }> => {
       const t = now();
-      const why = ledger.checkInvite(req.invite, t, joiner);
+      // The invite may be newer than anything that reached us: take it from the request.
+      const added = ledger.ingest(req.invite);
+      if (added.status === 'invalid') return { error: `bad invite: ${added.reason ?? 'invalid'}` };
+      if (added.status === 'pending') return { error: explain('unknown invite') };
+      const why = ledger.checkAdmission({ invite: req.inviteId, member: joiner }, t);
       if (why !== null) return { error: explain(why) };
-      const network = ledger.network();
-      if (network === null) return { error: 'this member has no network' };
       if (ledger.isMember(joiner)) {
         // Asked again (the first answer was lost): no second admission.
         safeAdd(ledger, req.record, log);
@@ -265,11 +282,17 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
       }
       if (ledger.nextAddress() === null) return { error: explain('range full') };
       const alone = noOtherAdmitter(ledger, admitter);
-      const env = await admit(opts.admitterKey, { network, member: joiner, name: req.record.body.name, invite: req.invite }, t);
-      safeAdd(ledger, env, log);
+      let env: SignedEnvelope;
+      try {
+        env = await opts.signer.sign({
+          type: 'admit', member: joiner, name: ledger.freeName(req.record.body.name), invite: req.inviteId, proof: req.proof,
+        }, t);
+      } catch (err) {
+        return { error: `admission refused: ${(err as Error).message}` };
+      }
       safeAdd(ledger, req.record, log);
       try {
-        opts.onAdmit?.(env);
+        await opts.onAdmit?.(env);
       } catch (err) {
         log.error({ err: (err as Error).message }, 'onAdmit failed');
       }
@@ -282,9 +305,9 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
     if ('error' in made) return made;
     if (made.id !== null && !made.alone && settleMs > 0) await sleep(settleMs, closed.signal);
     const member = ledger.member(joiner);
-    if (member) return { meshIp: member.meshIp };
-    const lost = ledger.rejected().find((r) => r.id === made.id);
-    return { error: explain(lost?.reason ?? 'invite already used') };
+    if (member) return { meshIp: member.meshIp, name: member.name };
+    const lost = made.id === null ? null : ledger.reasonOf(made.id);
+    return { error: explain(lost ?? 'invite already used') };
   };
 
   await node.handle(JOIN_PROTOCOL, (stream, conn) => handle(stream, conn).catch(() => {}), {
@@ -310,15 +333,23 @@ async function readRequest(frames: FrameStream, timeoutMs: number, closed: Abort
   }
 }
 
-function parseRequest(value: unknown, joiner: string, now: number): { invite: Invite; record: SignedEnvelope<RecordBody> } {
+function parseRequest(value: unknown, joiner: string, ledger: Ledger): JoinRequest {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Refusal('malformed join request: not an object');
   const req = value as Record<string, unknown>;
   for (const k of Object.keys(req)) if (!REQUEST_KEYS.has(k)) throw new Refusal(`malformed join request: unknown field ${k}`);
-  let invite: Invite;
+  let invite;
   try {
-    invite = parseInvite(req.invite, now);
+    invite = parseEnvelope(req.invite);
   } catch (err) {
-    throw new Refusal(err instanceof InviteError ? err.message : 'not a meshd invite');
+    if (err instanceof EnvelopeError && err.code === 'version') throw new Refusal(`this invite is from an older meshd: ${err.message}`);
+    throw new Refusal(`not a meshd invite: ${err instanceof EnvelopeError ? err.message : 'malformed'}`);
+  }
+  if (invite.body.type !== 'invite') throw new Refusal(`not a meshd invite: it is a signed ${invite.body.type}`);
+  if (invite.body.network !== ledger.network()?.id) throw new Refusal(explain('other network'));
+  if (typeof req.proof !== 'string' || req.proof.length > 100) throw new Refusal('malformed join request: no proof of the invite');
+  const inviteId = eventId(invite);
+  if (!verifyInviteProof(invite.body.key, req.proof, { network: invite.body.network, invite: inviteId, member: joiner })) {
+    throw new Refusal('forged invite: the joiner does not hold its secret');
   }
   let record;
   try {
@@ -328,8 +359,8 @@ function parseRequest(value: unknown, joiner: string, now: number): { invite: In
   }
   if (record.body.type !== 'record') throw new Refusal(`bad record: it is a signed ${record.body.type}, not a member record`);
   if (record.by !== joiner) throw new Refusal('bad record: it must be signed by the joining node');
-  if (record.body.network !== invite.network.id) throw new Refusal('bad record: it is for another network than the invite');
-  return { invite, record: record as SignedEnvelope<RecordBody> };
+  if (record.body.network !== invite.body.network) throw new Refusal('bad record: it is for another network than the invite');
+  return { invite: invite as SignedEnvelope<InviteBody>, inviteId, proof: req.proof, record: record as SignedEnvelope<RecordBody> };
 }
 
 function safeAdd(ledger: Ledger, env: SignedEnvelope, log: MeshLogger): void {
@@ -342,7 +373,7 @@ function safeAdd(ledger: Ledger, env: SignedEnvelope, log: MeshLogger): void {
 
 /**
  * True when no other node can be admitting anyone right now, so there is no competing admission
- * to wait for: we are the only member and no member was ever revoked (a revoked member may have
+ * to wait for: we are the only member and no member was ever removed (a removed member may have
  * admitted a node whose admission has not reached us yet). The common case of a new network's
  * founder admitting its second node: that join skips the settle wait.
  */

@@ -192,6 +192,8 @@ interface View {
   found: Cuts;
   /** Effective fork positions by signer, under `cuts`. */
   forks: Map<string, number | null>;
+  /** Members removed for equivocation in this pass, as they were: a revocation of one still cuts. */
+  equivocators: Map<string, MemberState>;
   /** How many events of the order this view has applied. */
   applied: number;
 }
@@ -326,13 +328,41 @@ export class Ledger {
     return why === null ? { status: 'new', id } : { status: 'invalid', id, reason: why };
   }
 
-  /** Stores an event whose parents are all here, then every held event that waited only for it. */
+  /**
+   * Stores an event whose parents are all here, then every held event that waited only for it.
+   * Iterative: a held chain released at once can be as long as maxHeld (recursion overflowed).
+   */
   #store(id: string, env: Event, parents: readonly string[], stored: { count: number }): string | null {
-    const why = this.#admissible(env, parents);
+    const why = this.#storeOne(id, env, parents, stored);
     if (why !== null) {
       this.#dropWaitersOf(id);
       return why;
     }
+    const ready = [id];
+    while (ready.length > 0) {
+      const done = ready.pop()!;
+      const waiters = this.#waiters.get(done);
+      if (!waiters) continue;
+      this.#waiters.delete(done);
+      for (const w of waiters) {
+        const h = this.#held.get(w);
+        if (!h) continue;
+        h.waiting.delete(done);
+        if (h.waiting.size === 0) {
+          this.#held.delete(w);
+          const b = h.env.body;
+          if (this.#storeOne(w, h.env, b.prev === null ? [...b.deps] : [b.prev, ...b.deps], stored) === null) ready.push(w);
+          else this.#dropWaitersOf(w);
+        }
+      }
+    }
+    return null;
+  }
+
+  /** Stores one event whose parents are all here; null, or why it cannot be stored. */
+  #storeOne(id: string, env: Event, parents: readonly string[], stored: { count: number }): string | null {
+    const why = this.#admissible(env, parents);
+    if (why !== null) return why;
     let height = 0;
     for (const p of parents) height = Math.max(height, this.#nodes.get(p)!.height + 1);
     const node: Node = { id, env, parents, height };
@@ -375,22 +405,6 @@ export class Ledger {
     } else {
       this.#stale = true;
     }
-
-    // Release held events that waited for this one.
-    const waiters = this.#waiters.get(id);
-    if (waiters) {
-      this.#waiters.delete(id);
-      for (const w of waiters) {
-        const h = this.#held.get(w);
-        if (!h) continue;
-        h.waiting.delete(id);
-        if (h.waiting.size === 0) {
-          this.#held.delete(w);
-          const b = h.env.body;
-          this.#store(w, h.env, b.prev === null ? [...b.deps] : [b.prev, ...b.deps], stored);
-        }
-      }
-    }
     return null;
   }
 
@@ -408,16 +422,25 @@ export class Ledger {
   }
 
   #dropWaitersOf(id: string): void {
-    // A held event waiting for an event that turned out invalid can never be stored.
-    const waiters = this.#waiters.get(id);
-    if (!waiters) return;
-    this.#waiters.delete(id);
-    for (const w of waiters) {
-      const h = this.#held.get(w);
-      if (!h) continue;
-      this.#held.delete(w);
-      for (const p of h.waiting) this.#waiters.get(p)?.delete(w);
-      this.#dropWaitersOf(w);
+    // A held event waiting for an event that turned out invalid can never be stored; nor can
+    // whatever waits for it (iteratively: the chain can be long).
+    const stack = [id];
+    while (stack.length > 0) {
+      const gone = stack.pop()!;
+      const waiters = this.#waiters.get(gone);
+      if (!waiters) continue;
+      this.#waiters.delete(gone);
+      for (const w of waiters) {
+        const h = this.#held.get(w);
+        if (!h) continue;
+        this.#held.delete(w);
+        for (const p of h.waiting) {
+          const set = this.#waiters.get(p);
+          set?.delete(w);
+          if (set?.size === 0) this.#waiters.delete(p); // else missing() would still name p
+        }
+        stack.push(w);
+      }
     }
   }
 
@@ -574,7 +597,7 @@ export class Ledger {
     const network = this.#pinned!;
     return {
       network, range: meshRange(network.cidr)!, rootId: root.id, members: new Map(), removed: new Map(), names: new Map(),
-      invites: new Map(), used: new Set(), founderAdmitted: false, rejected: [], reasons: new Map(), cuts, found: emptyCuts(), forks: new Map(), applied: 0,
+      invites: new Map(), used: new Set(), founderAdmitted: false, rejected: [], reasons: new Map(), cuts, found: emptyCuts(), forks: new Map(), equivocators: new Map(), applied: 0,
     };
   }
 
@@ -595,11 +618,16 @@ export class Ledger {
       if (!this.#inPast(node, r)) return `its signer was removed by ${short(r)}, which had not seen it`;
     }
     const fork = this.#effectiveFork(view, by);
-    if (fork !== null && env.body.seq >= fork) {
+    const body = env.body;
+    if (fork !== null && body.seq >= fork) {
       if (view.members.has(by)) this.#remove(view, by, 'equivocation', null);
+      // Equivocating before its admission in the fold: it never becomes a member either.
+      else if (!view.removed.has(by)) view.removed.set(by, 'equivocation');
+      // Its own leave still cuts: the next pass ignores a fork outside the leave's causal past
+      // (a former member forking its old chain changes nothing).
+      if (body.type === 'revoke' && body.member === by && view.equivocators.has(by)) this.#markCut(view, by, node.id);
       return `equivocation: its signer signed two events at position ${fork} of its chain`;
     }
-    const body = env.body;
     if (body.type === 'admit' && body.invite !== null) {
       for (const d of view.cuts.deadInvites.get(body.invite) ?? []) {
         if (!this.#inPast(node, d)) return `its invite was cancelled or its issuer removed by ${short(d)}, which had not seen it`;
@@ -618,7 +646,10 @@ export class Ledger {
       case 'admit':
         return this.#applyAdmit(view, id, by, body);
       case 'revoke': {
-        const target = view.members.get(body.member);
+        // A member already removed for equivocation in this pass: a kick that would have counted
+        // still cuts (its fork may lie outside this cut, and then the next pass ignores it).
+        const equivocator = view.members.has(body.member) ? undefined : view.equivocators.get(body.member);
+        const target = view.members.get(body.member) ?? equivocator;
         if (!target) return view.removed.has(body.member) ? 'already removed' : 'not a member';
         if (body.reason === 'kick') {
           const kicker = view.members.get(by);
@@ -626,6 +657,10 @@ export class Ledger {
           if (body.member === view.network.founder) return 'cannot kick the founder';
           if (target.admin && !(kicker.rank < target.rank)) return 'cannot kick a more senior administrator';
         } else if (!view.members.has(by)) return 'not a member';
+        if (equivocator) {
+          this.#markCut(view, body.member, id);
+          return 'already removed';
+        }
         this.#remove(view, body.member, body.reason, id);
         return null;
       }
@@ -658,6 +693,7 @@ export class Ledger {
   #remove(view: View, member: string, reason: string, revocation: string | null): void {
     const target = view.members.get(member);
     if (!target) return;
+    if (reason === 'equivocation') view.equivocators.set(member, target);
     view.members.delete(member);
     view.used.delete(target.offset);
     if (view.names.get(target.name) === member) view.names.delete(target.name);
@@ -668,6 +704,14 @@ export class Ledger {
       if (revocation !== null) pushTo(view.found.deadInvites, invId, revocation);
     }
     if (revocation !== null) pushTo(view.found.revocations, member, revocation);
+  }
+
+  /** A revocation of a member removed for equivocation: the cut it would have made. */
+  #markCut(view: View, member: string, revocation: string): void {
+    pushTo(view.found.revocations, member, revocation);
+    for (const [invId, inv] of view.invites) {
+      if (inv.issuer === member && inv.dead === 'dead: its issuer was removed') pushTo(view.found.deadInvites, invId, revocation);
+    }
   }
 
   #applyAdmit(view: View, id: string, by: string, body: AdmitBody): string | null {

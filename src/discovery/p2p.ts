@@ -2,14 +2,15 @@
 //
 //   tcp -> pnet (the network's psk: a node without it cannot even finish the handshake)
 //       -> noise (peer ids are Ed25519 keys: the same keys that sign ledger entries)
-//       -> yamux, with identify, ping and gossipsub on top.
+//       -> yamux, with identify and ping on top (ledger entries travel on our own push and sync
+//          protocols, sync.ts: gossipsub would hand them to any subscriber, members or not).
 //
 // Discovery: bootstrap multiaddrs (an invite's, or the members' records at restart) are dialled
 // at once (timeout 0; the default 1 s delay only slows the first exchange, see libp2p.md), and
 // mDNS when asked. mDNS does not dial by itself; we dial on `peer:discovery`, and only the side
 // with the smaller peer id dials, so two nodes that discover each other do not open two
-// connections. The full mesh itself comes from the members' records (gossip.ts), not from
-// discovery: every member's record carries its multiaddrs.
+// connections. The full mesh itself comes from the members' records, not from
+// discovery: every member's record carries its multiaddrs (sync.ts).
 //
 // mDNS caveat for the daemon: in a network namespace, or on a host whose only route is a
 // default route through another interface, multicast needs a route (`ip route add 224.0.0.0/4
@@ -29,13 +30,12 @@
 //   interface MeshLogger { debug, info, warn, error: (obj: object, msg?: string) => void }
 //   interface ConnectionGate { allow(peerId: string): boolean }
 //   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, gate, logger?, announce? }
-//   interface MeshServices { identify, ping, pubsub: GossipSub };  type MeshNode = Libp2p<MeshServices>
+//   interface MeshServices { identify, ping };  type MeshNode = Libp2p<MeshServices>
 //   createMeshNode(opts: MeshNodeOptions): Promise<MeshNode>     started, listeners attached
 //   swarmKey(pskHex: string): Uint8Array                         the pnet key file bytes
 //   mdnsServiceTag(pskHex: string): string
 //   peerOf(multiaddr: string): string | null                     the /p2p/ peer id it ends with
 //   isLoopbackAddr(multiaddr: string): boolean;  dialOrder(addrs): addrs, loopback last
-//   pubsubOf(node: Libp2p): GossipSub                            throws if the node has none
 //   class FrameStream { bytesRead; read(signal?): Promise<unknown>; write(value, signal?);
 //                       writeMany(values, signal?); close(); abort(err) }
 //   class FrameError extends Error
@@ -49,7 +49,6 @@ import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify, type Identify } from '@libp2p/identify';
 import { ping, type Ping } from '@libp2p/ping';
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub';
 import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap';
 import { mdns as mdnsDiscovery } from '@libp2p/mdns';
 import { preSharedKey } from '@libp2p/pnet';
@@ -93,7 +92,6 @@ export interface MeshNodeOptions {
 export type MeshServices = {
   identify: Identify;
   ping: Ping;
-  pubsub: GossipSub;
 };
 
 export type MeshNode = Libp2p<MeshServices>;
@@ -185,17 +183,6 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     services: {
       identify: identify(),
       ping: ping(),
-      pubsub: gossipsub({
-        // Our own publications go to every subscribed peer at once, not only the mesh subset.
-        floodPublish: true,
-        // A lone founder publishes its record before anyone listens; that is not an error.
-        allowPublishToZeroTopicPeers: true,
-        ignoreDuplicatePublishError: true,
-        // An envelope is at most 32 KiB of JSON (records.ts); anything far larger is hostile.
-        maxInboundDataLength: 256 * 1024,
-        // Messages are signed by the publishing node (StrictSign, the default); the envelopes
-        // inside carry their own signatures, which is what the ledger trusts.
-      }),
     },
   });
 
@@ -218,12 +205,6 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   return node;
 }
 
-/** The gossipsub service of a node made by createMeshNode (typed loosely by callers). */
-export function pubsubOf(node: Libp2p): GossipSub {
-  const pubsub = (node.services as Partial<MeshServices>).pubsub;
-  if (!pubsub) throw new TypeError('this libp2p node has no gossipsub service (make it with createMeshNode)');
-  return pubsub;
-}
 
 // ---- JSON frames --------------------------------------------------------------------------------
 

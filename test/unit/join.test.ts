@@ -8,7 +8,8 @@ import { lpStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import type { PrivateKey } from '@libp2p/interface';
 import { Ledger } from '../../src/discovery/ledger.js';
-import { createInvite, encodeInvite, parseInvite, type Invite } from '../../src/discovery/invite.js';
+import { encodeInvite, inviteProof, newInviteSecret, parseInvite, type Invite } from '../../src/discovery/invite.js';
+import { Signer } from '../../src/discovery/signer.js';
 import { createMeshNode, type MeshNode } from '../../src/discovery/p2p.js';
 import { JOIN_PROTOCOL, JoinError, join } from '../../src/discovery/join.js';
 import {
@@ -44,7 +45,7 @@ function refused(message: RegExp | string) {
 
 test('a valid invite admits; reusing it is refused; asking again is idempotent', async (t) => {
   const net = await newNet();
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, net.base), { settleMs: 200 });
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { settleMs: 200 });
   t.after(() => a.stop());
   const inv = await invite(net, { uses: 1, bootstrap: a.addrs });
 
@@ -65,6 +66,10 @@ test('a valid invite admits; reusing it is refused; asking again is idempotent',
   const again = await tryJoin(net, j.node, j.key, inv, 'node-j');
   assert.equal(again.meshIp, r.meshIp);
   assert.equal(a.ledger.events().filter((e) => e.body.type === 'admit').length, 2);
+  // The ledger holds the proof, never the secret: the admission does not let anyone else in.
+  const adm = a.ledger.events().find((e) => e.body.type === 'admit' && e.body.member === idOf(j.key))!;
+  assert.ok(!JSON.stringify(adm).includes(Buffer.from(inv.secret).toString('base64url')), 'no secret in the ledger');
+  assert.ok(!JSON.stringify(a.ledger.events()).includes(Buffer.from(inv.secret).toString('base64url')));
 
   // Another node with the spent invite.
   const k = await joinerNode(t, net);
@@ -75,7 +80,7 @@ test('a valid invite admits; reusing it is refused; asking again is idempotent',
 test("a new network's founder, the only member there has been, answers without the settle wait", async (t) => {
   const settleMs = 3000;
   const net = await newNet();
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, net.base), { settleMs });
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { settleMs });
   t.after(() => a.stop());
   // no one else could be admitting with this invite: the answer comes at once
   const j = await joinerNode(t, net);
@@ -92,32 +97,43 @@ test("a new network's founder, the only member there has been, answers without t
   assert.ok(performance.now() - t0 >= settleMs, 'waited for competing admissions');
 });
 
-test('forged, foreign, expired and non-administrator invites are refused with a clear error', async (t) => {
+test('forged, foreign, expired, cancelled and non-administrator invites are refused with a clear error', async (t) => {
   const net = await newNet();
   const kb = await newKey();
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, [...net.base, await admission(net, kb, 'node-b')]), { settleMs: 0 });
+  await admission(net, kb, 'node-b');
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { settleMs: 0 });
   t.after(() => a.stop());
   const j = await joinerNode(t, net);
   const good = await invite(net, { uses: 5, bootstrap: a.addrs });
 
-  // Forged: the body changed after signing (more uses), the signature kept.
-  const forgedToken = encodeInvite({ ...good.envelope, body: { ...good.envelope.body, uses: 1000 } });
-  await assert.rejects(tryJoin(net, j.node, j.key, { ...good, token: forgedToken }), refused(/^forged invite/));
+  // Forged: the event changed after signing (more uses), the signature kept.
+  const tampered = { ...good.envelope, body: { ...good.envelope.body, uses: 1000 } };
+  await assert.rejects(tryJoin(net, j.node, j.key, { ...good, envelope: tampered }), refused(/^not a meshd invite: bad signature/));
+  // A token whose secret is not the invite's (the proof does not verify).
+  await assert.rejects(tryJoin(net, j.node, j.key, { ...good, secret: newInviteSecret().secret }), refused(/^forged invite: the joiner does not hold its secret/));
 
-  // Signed by a member that is not an administrator.
-  const byMember = await createInvite(kb, net.network, { uses: 1, bootstrap: a.addrs }, Date.now());
+  // Issued by a member that is not an administrator (its own chain, on its own ledger).
+  const bSigner = new Signer(kb, ledgerWith(net, net.ledger.events()));
+  const notAdmin = await bSigner.issueInvite({ uses: 1 }, Date.now());
+  const byMember = encodeInvite({ network: net.network, ...notAdmin, bootstrap: a.addrs });
   await assert.rejects(tryJoin(net, j.node, j.key, byMember), refused(/not issued by an administrator/));
 
   // For another network (same psk, to get through pnet: only the ledger can tell).
   const other = await newNet('othernet');
-  const foreign = await createInvite(other.founderKey, { ...other.network, psk: net.network.psk }, { uses: 1, bootstrap: a.addrs }, Date.now());
+  const o = await other.signer.issueInvite({ uses: 1 }, Date.now());
+  const foreign = encodeInvite({ network: { ...other.network, psk: net.network.psk }, ...o, bootstrap: a.addrs });
   const foreignRec = await selfRecord(other, j.key, 'joiner', [], 1);
   await assert.rejects(join(j.node, foreign, foreignRec, { timeoutMs: 5_000 }), refused('this invite is for another network'));
 
   // Expired.
-  const short = await createInvite(net.founderKey, net.network, { uses: 1, ttlMs: 1, bootstrap: a.addrs }, Date.now());
+  const short = await invite(net, { uses: 1, ttlMs: 1, bootstrap: a.addrs });
   await new Promise((r) => setTimeout(r, 10));
   await assert.rejects(tryJoin(net, j.node, j.key, short), refused(/^invite expired/));
+
+  // Cancelled.
+  const cancelled = await invite(net, { uses: 1, bootstrap: a.addrs });
+  await net.signer.sign({ type: 'cancel', invite: cancelled.id }, Date.now());
+  await assert.rejects(tryJoin(net, j.node, j.key, cancelled), refused(/cancelled/));
 
   // A record signed by someone else than the dialling node.
   const someone = await newKey();
@@ -125,9 +141,9 @@ test('forged, foreign, expired and non-administrator invites are refused with a 
   const { node } = j;
   const stream = await node.dialProtocol(peerIdFromString(a.id), JOIN_PROTOCOL);
   const lp = lpStream(stream);
-  await lp.write(new TextEncoder().encode(JSON.stringify({ invite: good.token, record: notMine })));
+  await lp.write(new TextEncoder().encode(JSON.stringify({ invite: good.envelope, proof: 'x', record: notMine })));
   const answer = JSON.parse(new TextDecoder().decode((await lp.read()).subarray()));
-  assert.deepEqual(answer, { ok: false, error: 'bad record: it must be signed by the joining node' });
+  assert.deepEqual(answer, { ok: false, error: 'forged invite: the joiner does not hold its secret' });
   await stream.close();
 
   assert.equal(a.ledger.members().length, 2, 'nobody was admitted');
@@ -137,13 +153,28 @@ test('forged, foreign, expired and non-administrator invites are refused with a 
   figures.joinWithoutSettle = ms(performance.now() - t0);
 });
 
+test('a joiner whose name is taken gets a unique one, and says which', async (t) => {
+  const net = await newNet();
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { settleMs: 0 });
+  t.after(() => a.stop());
+  const inv = await invite(net, { uses: 3, bootstrap: a.addrs });
+  const names: string[] = [];
+  for (let i = 0; i < 3; i++) {
+    const j = await joinerNode(t, net);
+    names.push((await tryJoin(net, j.node, j.key, inv, 'vm')).name);
+  }
+  assert.deepEqual(names, ['vm', 'vm-2', 'vm-3']);
+  assert.deepEqual(a.ledger.members().map((m) => m.name), ['founder', 'vm', 'vm-2', 'vm-3']);
+});
+
 test('two joiners with one single-use invite at two members at once: exactly one gets in', async (t) => {
   const net = await newNet();
   const kb = await newKey();
-  const events = [...net.base, await admission(net, kb, 'node-b')];
+  await admission(net, kb, 'node-b');
+  const events = net.ledger.events();
   const peers: Peer[] = [];
   t.after(() => Promise.all(peers.map((p) => p.stop())));
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, events), { settleMs: 300 });
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { settleMs: 300 });
   peers.push(a);
   const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { settleMs: 300, bootstrap: a.addrs });
   peers.push(b);
@@ -178,11 +209,12 @@ test('two joiners with one single-use invite at two members at once: exactly one
 
 test('hostile join requests get an error or a closed stream, and the server keeps serving', async (t) => {
   const net = await newNet();
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, net.base), { settleMs: 0 });
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { settleMs: 0 });
   t.after(() => a.stop());
   const j = await joinerNode(t, net);
   const good = await invite(net, { uses: 1, bootstrap: a.addrs });
   const rec = await selfRecord(net, j.key, 'joiner', [], 1);
+  const proof = inviteProof(good.secret, { network: net.network.id, invite: good.id, member: idOf(j.key) });
 
   async function ask(payload: Uint8Array | 'raw-huge' | 'nothing'): Promise<unknown> {
     const stream = await j.node.dialProtocol(multiaddr(a.addrs[0]), JOIN_PROTOCOL);
@@ -202,10 +234,12 @@ test('hostile join requests get an error or a closed stream, and the server keep
   const cases: Array<[string, Uint8Array | 'raw-huge' | 'nothing', RegExp]> = [
     ['garbage', new TextEncoder().encode('\u0000\u0001 not json'), /^malformed join request/],
     ['not an object', json([1, 2, 3]), /not an object/],
-    ['unknown field', json({ invite: good.token, record: rec, admin: true }), /unknown field admin/],
-    ['no invite', json({ record: rec }), /not a meshd invite/],
-    ['not a record', json({ invite: good.token, record: good.envelope }), /bad record/],
-    ['huge frame', json({ invite: good.token, record: rec, pad: 'x'.repeat(200_000) }), /^malformed join request/],
+    ['unknown field', json({ invite: good.envelope, proof, record: rec, admin: true }), /unknown field admin/],
+    ['no invite', json({ record: rec, proof }), /not a meshd invite/],
+    ['a token instead of the event', json({ invite: good.token, proof, record: rec }), /not a meshd invite/],
+    ['no proof', json({ invite: good.envelope, record: rec }), /no proof/],
+    ['not a record', json({ invite: good.envelope, proof, record: good.envelope }), /bad record/],
+    ['huge frame', json({ invite: good.envelope, proof, record: rec, pad: 'x'.repeat(200_000) }), /^malformed join request/],
     ['huge length prefix', 'raw-huge', /^malformed join request/],
     ['nothing', 'nothing', /^malformed join request/],
   ];

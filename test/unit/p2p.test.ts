@@ -1,4 +1,4 @@
-// The libp2p layer on loopback: pnet sealing, full mesh from member records, gossip, anti-entropy,
+// The libp2p layer on loopback: pnet sealing, full mesh from member records, push, anti-entropy,
 // hanging up on revoked members, and the sync protocol's refusal and bounds.
 import '../../src/util/polyfill.js';
 import { test } from 'node:test';
@@ -8,10 +8,9 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import type { Libp2p } from 'libp2p';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import { grant, revoke } from '../../src/discovery/ledger.js';
 import { createMeshNode, dialOrder, isLoopbackAddr, mdnsServiceTag, swarmKey } from '../../src/discovery/p2p.js';
-import { ledgerTopic, syncProtocol, type SyncResult } from '../../src/discovery/gossip.js';
-import type { SignedEnvelope } from '../../src/discovery/signed.js';
+import { pushProtocol, syncProtocol, type SyncResult } from '../../src/discovery/sync.js';
+import { eventId, type SignedEnvelope } from '../../src/discovery/signed.js';
 import {
   LOOPBACK, admission, connected, idOf, ledgerWith, ms, newKey, newNet, selfRecord, startPeer, waitFor, type Peer,
 } from './helpers/mesh-fixture.js';
@@ -91,16 +90,17 @@ test('the gate refuses a denied peer on inbound and outbound connections', async
 async function threeMembers() {
   const net = await newNet();
   const [kb, kc] = [await newKey(), await newKey()];
-  const events = [...net.base, await admission(net, kb, 'node-b'), await admission(net, kc, 'node-c')];
-  return { net, kb, kc, events };
+  await admission(net, kb, 'node-b');
+  await admission(net, kc, 'node-c');
+  return { net, kb, kc, events: net.ledger.events() };
 }
 
-test('full mesh from records, gossip to every member, anti-entropy after an absence', async (t) => {
+test('full mesh from records, push to every member, anti-entropy after an absence', async (t) => {
   const { net, kb, kc, events } = await threeMembers();
   const peers: Peer[] = [];
   t.after(() => Promise.all(peers.map((p) => p.stop())));
 
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, events));
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger);
   peers.push(a);
   const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { bootstrap: a.addrs });
   peers.push(b);
@@ -124,18 +124,17 @@ test('full mesh from records, gossip to every member, anti-entropy after an abse
   }
   for (const p of peers) assert.equal(p.ledger.digest(), a.ledger.digest(), `${p.name} converged`);
 
-  // Gossip: an envelope published at A reaches C by gossip (not by a sync).
-  await waitFor(() => a.node.services.pubsub.getSubscribers(ledgerTopic(net.network.id)).some((p) => p.toString() === c.id), 5_000, 'C subscribed at A');
+  // Push: an envelope published at A reaches C by push (not by a sync).
   const seen = new Promise<{ env: SignedEnvelope; via: string; at: number }>((resolve) => {
     c.sync.onEnvelope((env, from) => resolve({ env, via: from.via, at: performance.now() }));
   });
-  const g = await grant(net.founderKey, { network: net.network, member: b.id }, Date.now());
+  const g = await net.signer.sign({ type: 'grant', member: b.id }, Date.now());
   const t1 = performance.now();
   const recipients = await a.sync.publish(g);
-  assert.equal(recipients, 2, 'floodPublish sends to both members at once');
+  assert.equal(recipients, 2, 'pushed to both members at once');
   const got = await seen;
-  figures.gossip = ms(got.at - t1);
-  assert.equal(got.via, 'gossip');
+  figures.push = ms(got.at - t1);
+  assert.equal(got.via, 'push');
   assert.deepEqual(got.env, g);
   assert.ok(c.ledger.isAdmin(b.id));
   await waitFor(() => b.ledger.isAdmin(b.id), 2_000, 'B to get the grant too');
@@ -146,7 +145,7 @@ test('full mesh from records, gossip to every member, anti-entropy after an abse
   await b.stop();
   await waitFor(() => !connected(a, b) && !connected(c, b), 5_000, 'B gone');
   const kd = await newKey();
-  const late = [await admission(net, kd, 'node-d'), await selfRecord(net, net.founderKey, 'founder', a.addrs)];
+  const late = [...await admission(net, kd, 'node-d'), await selfRecord(net, net.founderKey, 'founder', a.addrs)];
   for (const e of late) await a.sync.publish(e);
   assert.ok(!bLedger.isMember(idOf(kd)));
   const t2 = performance.now();
@@ -163,7 +162,7 @@ test('a revoked member is hung up on and cannot come back', async (t) => {
   const { net, kb, kc, events } = await threeMembers();
   const peers: Peer[] = [];
   t.after(() => Promise.all(peers.map((p) => p.stop())));
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, events));
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger);
   peers.push(a);
   const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { bootstrap: a.addrs });
   peers.push(b);
@@ -171,7 +170,7 @@ test('a revoked member is hung up on and cannot come back', async (t) => {
   peers.push(c);
   await waitFor(() => connected(b, c) && connected(a, b) && connected(a, c), 8_000, 'full mesh of three');
 
-  const kick = await revoke(net.founderKey, { network: net.network, member: c.id, reason: 'kick' }, Date.now());
+  const kick = await net.signer.sign({ type: 'revoke', member: c.id, reason: 'kick' }, Date.now());
   const t0 = performance.now();
   await a.sync.publish(kick);
   await waitFor(() => !connected(a, c) && !connected(b, c), 5_000, 'A and B to hang up on C');
@@ -189,7 +188,7 @@ test('sync: a non-member gets nothing, its envelopes are still read; garbage is 
   const { net, kb, events } = await threeMembers();
   const peers: Peer[] = [];
   t.after(() => Promise.all(peers.map((p) => p.stop())));
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, events));
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger);
   peers.push(a);
   // A stranger with the psk (it has an invite, say) but not admitted.
   const ks = await newKey();
@@ -200,17 +199,29 @@ test('sync: a non-member gets nothing, its envelopes are still read; garbage is 
   assert.equal(r.refused, true, 'A refuses to send its ledger to a non-member');
   assert.equal(r.received, 0);
   assert.ok(!s.ledger.isMember(idOf(kb)) && s.ledger.members().length === 1, 'the stranger learned nothing');
-  // ...but A read the stranger's envelopes (the same as gossip would have delivered).
+  // A reads the stranger's envelopes but holds its record until an admission names it (a joiner
+  // whose admission has not reached A yet); a stranger never admitted cannot fill A's store.
   const rec = await selfRecord(net, ks, 'stranger', s.addrs);
-  s.ledger.add(rec);
-  await s.sync.syncWith(a.id);
-  await waitFor(() => a.ledger.recordOf(s.id) !== null, 2_000, "A to read the stranger's record");
+  assert.equal(s.ledger.add(rec), 'pending', 'its own ledger holds it too: it was never admitted');
+  const pushed = s.node.dialProtocol(peerIdFromString(a.id), pushProtocol(net.network.id));
+  const plp = lpStream(await pushed);
+  await plp.writeV([new TextEncoder().encode(JSON.stringify(rec)), new TextEncoder().encode(JSON.stringify({ end: true }))]);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(a.ledger.recordOf(s.id), null, 'a record of a non-member does not count');
+  // A pushes to members only: a grant published while the stranger is connected never reaches it.
+  const g = await net.signer.sign({ type: 'grant', member: idOf(kb) }, Date.now());
+  assert.equal(await a.sync.publish(g), 0, 'no member is connected to A but the stranger: nobody to push to');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.ok(!s.ledger.has(eventId(g)) && s.ledger.size() === net.base.length, 'nothing reached the stranger');
+  await admission(net, ks, 'stranger');
+  assert.equal(a.ledger.recordOf(s.id)?.body.name, 'stranger', 'its admission releases the held record');
 
   // Hostile sync streams: garbage, a huge length prefix, an absurd count. A survives all three.
   const proto = syncProtocol(net.network.id);
   const attempts: Array<(lp: ReturnType<typeof lpStream>) => Promise<void>> = [
     async (lp) => lp.write(new TextEncoder().encode('not json at all')),
     async (lp) => { lp.unwrap().send(Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0x0f])); }, // varint: 4 GiB
+    async (lp) => lp.write(new TextEncoder().encode(JSON.stringify({ v: 2, digest: '0'.repeat(64), heads: Array(1e5).fill('0'.repeat(64)), send: true }))),
     async (lp) => lp.write(new TextEncoder().encode(JSON.stringify({ v: 1, digest: '0'.repeat(64), count: 1e9, send: true }))),
   ];
   for (const attack of attempts) {
@@ -223,12 +234,13 @@ test('sync: a non-member gets nothing, its envelopes are still read; garbage is 
   }
   assert.ok(a.node.status === 'started');
   const ok = await s.sync.syncWith(a.id);
-  assert.equal(ok.refused, true, 'A still serves syncs');
+  assert.equal(ok.refused, false, 'A still serves syncs (the stranger is a member now)');
+  assert.ok(s.ledger.isMember(s.id), 'and sends its ledger to a member');
 });
 
 test('a peer that stays a non-member is hung up on after the grace period', async (t) => {
   const net = await newNet();
-  const a = await startPeer(net, net.founderKey, 'founder', ledgerWith(net, net.base), { sync: { nonMemberGraceMs: 300 } });
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { sync: { nonMemberGraceMs: 300 } });
   t.after(() => a.stop());
   const ks = await newKey();
   const s = await startPeer(net, ks, 'stranger', ledgerWith(net, net.base), { bootstrap: a.addrs, publishRecord: false });

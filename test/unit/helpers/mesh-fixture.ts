@@ -4,12 +4,13 @@ import { randomBytes } from 'node:crypto';
 import { generateKeyPair } from '@libp2p/crypto/keys';
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { PrivateKey } from '@libp2p/interface';
-import { Ledger, admit, foundNetwork, record } from '../../../src/discovery/ledger.js';
-import { createInvite, type Invite } from '../../../src/discovery/invite.js';
+import { Ledger } from '../../../src/discovery/ledger.js';
+import { Signer, foundNetwork, record } from '../../../src/discovery/signer.js';
+import { encodeInvite, inviteProof, type Invite } from '../../../src/discovery/invite.js';
 import type { NetworkInfo } from '../../../src/discovery/records.js';
 import type { SignedEnvelope } from '../../../src/discovery/signed.js';
 import { createMeshNode, type MeshNode, type MeshLogger } from '../../../src/discovery/p2p.js';
-import { LedgerSync, type LedgerSyncOptions } from '../../../src/discovery/gossip.js';
+import { LedgerSync, type LedgerSyncOptions } from '../../../src/discovery/sync.js';
 import { serveJoin, type JoinServer } from '../../../src/discovery/join.js';
 
 export const LOOPBACK = ['/ip4/127.0.0.1/tcp/0'];
@@ -36,24 +37,38 @@ export interface Net {
   founderKey: PrivateKey;
   /** genesis and the founder's admission */
   base: SignedEnvelope[];
+  /**
+   * The founder's own ledger and its one Signer: everything the founder signs (in the fixture
+   * and in the founder's Peer) goes through these, so its chain never forks.
+   */
+  ledger: Ledger;
+  signer: Signer;
 }
 
 export async function newNet(name = 'testnet'): Promise<Net> {
   const founderKey = await newKey();
   const { network, events } = await foundNetwork(founderKey, { name, memberName: 'founder' }, Date.now());
-  return { network, founderKey, base: events };
+  const ledger = new Ledger(network);
+  ledger.addAll(events);
+  return { network, founderKey, base: events, ledger, signer: new Signer(founderKey, ledger) };
 }
 
-export function invite(net: Net, opts: { uses?: number; bootstrap?: string[]; key?: PrivateKey } = {}): Promise<Invite> {
-  return createInvite(opts.key ?? net.founderKey, net.network, { uses: opts.uses ?? 1, bootstrap: opts.bootstrap ?? [] }, Date.now());
+/** A new invite by the founder (its event is in net.ledger). */
+export async function invite(net: Net, opts: { uses?: number; bootstrap?: string[]; ttlMs?: number } = {}): Promise<Invite> {
+  const { envelope, secret } = await net.signer.issueInvite({ uses: opts.uses ?? 1, ttlMs: opts.ttlMs }, Date.now());
+  return encodeInvite({ network: net.network, envelope, secret, bootstrap: opts.bootstrap ?? [] });
 }
 
-/** An admission of `key` by the founder, with a fresh invite. */
-export async function admission(net: Net, key: PrivateKey, name: string): Promise<SignedEnvelope> {
+/** An admission of `key` by the founder, with a fresh invite: [invite event, admission]. */
+export async function admission(net: Net, key: PrivateKey, name: string): Promise<SignedEnvelope[]> {
   const inv = await invite(net, { uses: 1 });
-  return admit(net.founderKey, { network: net.network, member: idOf(key), name, invite: inv }, Date.now());
+  const member = idOf(key);
+  const proof = inviteProof(inv.secret, { network: net.network.id, invite: inv.id, member });
+  const env = await net.signer.sign({ type: 'admit', member, name, invite: inv.id, proof }, Date.now());
+  return [inv.envelope, env];
 }
 
+/** A copy of the given history (for members other than the founder: the founder uses net.ledger). */
 export function ledgerWith(net: Net, envs: readonly SignedEnvelope[]): Ledger {
   const l = new Ledger(net.network);
   for (const e of envs) if (l.add(e) === 'invalid') throw new Error('fixture envelope is invalid');
@@ -67,6 +82,7 @@ export interface Peer {
   ledger: Ledger;
   node: MeshNode;
   sync: LedgerSync;
+  signer: Signer;
   joins: JoinServer;
   addrs: string[];
   stop(): Promise<void>;
@@ -91,9 +107,11 @@ export async function startPeer(net: Net, key: PrivateKey, name: string, ledger:
     gate: { allow: (peer) => !ledger.revoked(peer) },
     logger: testLog,
   });
+  if (key === net.founderKey && ledger !== net.ledger) throw new Error('the founder runs on net.ledger (one chain per identity)');
+  const signer = key === net.founderKey ? net.signer : new Signer(key, ledger);
   const sync = new LedgerSync(node, ledger, net.network.id, { ...FAST, ...opts.sync, logger: testLog });
   await sync.start();
-  const joins = await serveJoin(node, { ledger, admitterKey: key, sync, settleMs: opts.settleMs ?? 300, logger: testLog });
+  const joins = await serveJoin(node, { ledger, signer, sync, settleMs: opts.settleMs ?? 300, logger: testLog });
   const addrs = node.getMultiaddrs().map(String);
   const id = idOf(key);
   if (opts.publishRecord ?? ledger.isMember(id)) {
@@ -101,7 +119,7 @@ export async function startPeer(net: Net, key: PrivateKey, name: string, ledger:
   }
   let stopped = false;
   return {
-    key, id, name, ledger, node, sync, joins, addrs,
+    key, id, name, ledger, node, sync, signer, joins, addrs,
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -112,7 +130,8 @@ export async function startPeer(net: Net, key: PrivateKey, name: string, ledger:
   };
 }
 
-export function selfRecord(net: Net, key: PrivateKey, name: string, multiaddrs: string[], seq = Date.now()): Promise<SignedEnvelope> {
+let seqs = 0;
+export function selfRecord(net: Net, key: PrivateKey, name: string, multiaddrs: string[], seq = ++seqs): Promise<SignedEnvelope> {
   return record(key, { network: net.network, wgPublicKey: wgKey(), name, endpoints: ['127.0.0.1:51820'], multiaddrs, seq }, Date.now());
 }
 

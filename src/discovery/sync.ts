@@ -1,52 +1,60 @@
-// LedgerSync: how signed ledger entries reach every member, and how members stay connected.
+// LedgerSync: how signed ledger entries reach every member, and only members, and how members
+// stay connected.
 //
 // Three mechanisms, each covering what the previous one misses:
 //
-// 1. Gossip. Every envelope new to this member that the daemon makes (its record, admissions,
-//    revocations, grants) is published on the gossipsub topic `/meshd/<netid>/ledger/1`; with
-//    floodPublish it goes to every connected subscriber at once, and gossipsub forwards it from
-//    there. Received messages are judged by a topic validator that adds them to the ledger:
-//    'new' -> Accept (delivered and forwarded by gossipsub; we never re-publish), 'known' ->
-//    Ignore (not forwarded again), 'invalid' -> Reject (gossipsub scores the sender down).
+// 1. Push. Every envelope new to this member (ours, or one that just reached us) is written to
+//    connected members on a stream `/meshd/<netid>/push/2` (frames of envelopes, at most 256 a
+//    stream). Ours go to every connected member; one that reached us is forwarded to up to
+//    `fanout` (6) other connected members, chosen at random, as gossip would (ids already known
+//    stop it). A revocation also goes to the member it removes: that is how it learns it is out.
+//    Nothing else is ever pushed to a non-member: a node that has the network key but is not a
+//    member (a joiner, a kicked node back with a new identity) learns nothing while it waits.
+//    Envelopes pushed to us are judged by the ledger: an event whose history is missing is held
+//    and an exchange (2.) with the sender fetches the rest.
 //
-// 2. Anti-entropy. Gossip only reaches who is connected and subscribed at that moment. On every
-//    new connection to a member (the side that dialled starts it), when LedgerSync starts, and
-//    when a connected peer becomes a member, a stream `/meshd/<netid>/sync/1` exchanges the full
-//    set of stored envelopes (events and records) both ways:
+// 2. Anti-entropy. On every new connection to a member (the side that dialled starts it), when
+//    LedgerSync starts, when a connected peer becomes a member, when a push leaves events held,
+//    and every `entropyMs` (60 s) with one random connected member, a stream
+//    `/meshd/<netid>/sync/2` exchanges what the other side lacks:
 //
-//      both sides write  hello { v: 1, digest, count, send }   (digest: Ledger.digest())
-//      both sides read the other's hello; if the digests are equal nothing more is sent
-//      otherwise each side that said send: true writes `count` frames, one envelope each,
-//      while reading the other's; then both close.
+//      both sides write  hello { v: 2, digest, heads: [event ids] | null, send }
+//      (digest: Ledger.digest(), over the heads and the current records; heads: null when there
+//       are more than 256, meaning "send everything")
+//      equal digests: nothing more. Otherwise each side that said send: true writes the events
+//      outside the causal past of the other's heads (Ledger.since), parents first, then the
+//      current members' records, then { end: true }; both read the other's until its end.
 //
-//    Frames are length-prefixed JSON (FrameStream), bounded (1 MiB a frame, 10k envelopes and
-//    64 MiB an exchange by default). A side says send: true only if the remote peer is a member
-//    in its own ledger: non-members never get the ledger (it holds invite tokens). A non-member's
-//    envelopes are still read and added, exactly as gossip would: they carry their own
-//    signatures, and that is how a member whose ledger is stale learns that the dialler was
-//    admitted (it then syncs back in full, because its ledger changed).
+//    No count cap: the only bounds are a frame (1 MiB), the bytes of one exchange (64 MiB) and
+//    the time (60 s); what was read before a bound is kept (batches of 256 are added as they
+//    come, parents first), and the next exchange starts from the heads reached. A side says
+//    send: true only if the remote peer is a member in its own ledger. A non-member's envelopes
+//    are still read and added: they carry their own signatures, and that is how a member whose
+//    ledger is stale learns that the dialler was admitted (it then syncs back in full).
 //
 // 3. Full mesh. Every member's record carries its multiaddrs (and, with throughMesh, its mesh
 //    address is tried last: the tunnel carries libp2p between members behind NATs); LedgerSync
-//    keeps a connection to every member that has a record, dialling it with exponential backoff (500 ms .. 30 s,
-//    jittered). To avoid two connections per pair, the smaller peer id dials at once and the
-//    larger one waits `yieldMs` first. Connections to revoked peers (after `revokedGraceMs`, so
-//    that the revocation reaches them first), or to peers the gate denies, are closed (on every ledger change and every tick), and so are connections to peers that
+//    keeps a connection to every member that has a record, dialling it with exponential backoff
+//    (500 ms .. 30 s, jittered). To avoid two connections per pair, the smaller peer id dials at
+//    once and the larger one waits `yieldMs` first. Connections to revoked peers (after
+//    `revokedGraceMs`, so that the revocation reaches them first), or to peers the gate denies,
+//    are closed (on every ledger change and every tick), and so are connections to peers that
 //    stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds).
 //
 // Exported API:
-//   ledgerTopic(networkId): string;  syncProtocol(networkId): string
-//   interface LedgerSyncOptions { logger?, gate?, maxFrameBytes?, maxEnvelopes?, maxSyncBytes?,
-//                                 syncTimeoutMs?, meshIntervalMs?, backoffMinMs?, backoffMaxMs?,
-//                                 yieldMs?, dialTimeoutMs?, syncRetryMs?, nonMemberGraceMs? }
-//   type EnvelopeSource = 'gossip' | 'sync'
+//   pushProtocol(networkId): string;  syncProtocol(networkId): string
+//   interface LedgerSyncOptions { logger?, gate?, maxFrameBytes?, maxSyncBytes?, syncTimeoutMs?,
+//                                 meshIntervalMs?, backoffMinMs?, backoffMaxMs?, yieldMs?,
+//                                 dialTimeoutMs?, syncRetryMs?, nonMemberGraceMs?, throughMesh?,
+//                                 revokedGraceMs?, fanout?, entropyMs? }
+//   type EnvelopeSource = 'push' | 'sync'
 //   interface SyncResult { peer, sent, received, added, inSync, refused }
 //   class LedgerSync {
 //     constructor(node: Libp2p, ledger: Ledger, networkId: string, opts?: LedgerSyncOptions)
-//     readonly topic, protocol
+//     readonly protocol, pushProtocol
 //     start(): Promise<void>; stop(): Promise<void>
-//     publish(env): Promise<number>   adds env to the ledger (throws if invalid), publishes it;
-//                                      resolves to the number of peers it was sent to
+//     publish(env): Promise<number>   adds env to the ledger if new (throws if invalid) and pushes
+//                                      it to every connected member; resolves to how many took it
 //     syncWith(peer: PeerId | string): Promise<SyncResult>   one exchange now
 //     onEnvelope(cb: (env, from: { peer, via }) => void): () => void
 //         envelopes new to this ledger that came from the network (not those given to publish)
@@ -55,27 +63,24 @@ import '../util/polyfill.js';
 import type { Libp2p } from 'libp2p';
 import type { Connection, PeerId, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { eventId, type SignedEnvelope } from './signed.js';
 import { dialFirst } from './dialer.js';
 import type { Ledger } from './ledger.js';
-import { FrameError, FrameStream, isLoopbackAddr, noopLogger, peerOf, pubsubOf, type ConnectionGate, type MeshLogger } from './p2p.js';
+import { FrameError, FrameStream, isLoopbackAddr, noopLogger, peerOf, type ConnectionGate, type MeshLogger } from './p2p.js';
 
-export const ledgerTopic = (networkId: string): string => `/meshd/${networkId}/ledger/1`;
-export const syncProtocol = (networkId: string): string => `/meshd/${networkId}/sync/1`;
+export const pushProtocol = (networkId: string): string => `/meshd/${networkId}/push/2`;
+export const syncProtocol = (networkId: string): string => `/meshd/${networkId}/sync/2`;
 
 export interface LedgerSyncOptions {
   logger?: MeshLogger;
   /** Extra hang-up rule (the node's gate). Revoked peers are hung up on regardless. */
   gate?: ConnectionGate;
-  /** Largest frame of the sync protocol; default 1 MiB. */
+  /** Largest frame of the sync and push protocols; default 1 MiB. */
   maxFrameBytes?: number;
-  /** Most envelopes one side may announce in one exchange; default 10 000. */
-  maxEnvelopes?: number;
   /** Most bytes read in one exchange; default 64 MiB. */
   maxSyncBytes?: number;
-  /** A whole exchange; default 15 s. */
+  /** A whole exchange; default 60 s. */
   syncTimeoutMs?: number;
   /** How often the full-mesh check runs (it also runs on every ledger change); default 1 s. */
   meshIntervalMs?: number;
@@ -96,9 +101,13 @@ export interface LedgerSyncOptions {
   throughMesh?: boolean;
   /** How long an open connection to a member just revoked stays, for the revocation to reach it; 2 s. */
   revokedGraceMs?: number;
+  /** How many members an envelope that reached us is forwarded to; default 6. */
+  fanout?: number;
+  /** How often we compare ledgers with one random connected member; default 60 s. */
+  entropyMs?: number;
 }
 
-export type EnvelopeSource = 'gossip' | 'sync';
+export type EnvelopeSource = 'push' | 'sync';
 
 export interface SyncResult {
   peer: string;
@@ -117,7 +126,7 @@ type EnvelopeListener = (env: SignedEnvelope, from: { peer: string; via: Envelop
 
 interface Hello {
   digest: string;
-  count: number;
+  heads: string[] | null;
   send: boolean;
 }
 
@@ -127,43 +136,43 @@ interface DialState {
   dialing: boolean;
 }
 
-const HELLO_KEYS = new Set(['v', 'digest', 'count', 'send']);
+const HELLO_KEYS = new Set(['v', 'digest', 'heads', 'send']);
+const MAX_HEADS = 256;
+const PUSH_MAX = 256;
+const BATCH = 256;
 
-function parseHello(value: unknown, maxEnvelopes: number): Hello {
+function parseHello(value: unknown): Hello {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FrameError('sync hello is not an object');
   const h = value as Record<string, unknown>;
   for (const k of Object.keys(h)) if (!HELLO_KEYS.has(k)) throw new FrameError(`sync hello has an unknown field ${k}`);
-  if (h.v !== 1) throw new FrameError(`sync version ${String(h.v)} is not 1`);
+  if (h.v !== 2) throw new FrameError(`sync version ${String(h.v)} is not 2 (an older meshd?)`);
   if (typeof h.digest !== 'string' || !/^[0-9a-f]{64}$/.test(h.digest)) throw new FrameError('sync hello has no digest');
   if (typeof h.send !== 'boolean') throw new FrameError('sync hello has no send flag');
-  if (!Number.isSafeInteger(h.count) || (h.count as number) < 0) throw new FrameError('sync hello has a bad count');
-  if ((h.count as number) > maxEnvelopes) throw new FrameError(`peer announces ${h.count as number} envelopes; the limit is ${maxEnvelopes}`);
-  return { digest: h.digest, count: h.count as number, send: h.send };
-}
-
-/** Every stored envelope (events valid or not, latest record per peer): what digest() covers. */
-export function ledgerSnapshot(ledger: Ledger): { digest: string; envelopes: SignedEnvelope[] } {
-  const ids = ledger.ids();
-  const envelopes: SignedEnvelope[] = [];
-  for (const id of ids) {
-    const env = ledger.get(id);
-    if (env) envelopes.push(env);
+  let heads: string[] | null = null;
+  if (h.heads !== null) {
+    if (!Array.isArray(h.heads) || h.heads.length > MAX_HEADS || !h.heads.every((x) => typeof x === 'string' && /^[0-9a-f]{64}$/.test(x))) {
+      throw new FrameError('sync hello has bad heads');
+    }
+    heads = h.heads as string[];
   }
-  return { digest: ledger.digest(), envelopes };
+  return { digest: h.digest, heads, send: h.send };
 }
 
-const WRITE_BATCH = 256;
+/** What a member sends a peer whose ledger ends at `heads`: missing events, parents first, then records. */
+export function ledgerDelta(ledger: Ledger, heads: readonly string[] | null): SignedEnvelope[] {
+  return [...ledger.since(heads ?? []), ...ledger.records()];
+}
+
+const isEnd = (v: unknown): boolean => v !== null && typeof v === 'object' && (v as { end?: unknown }).end === true && Object.keys(v).length === 1;
 
 export class LedgerSync {
-  readonly topic: string;
   readonly protocol: string;
+  readonly pushProtocol: string;
   readonly #node: Libp2p;
   readonly #ledger: Ledger;
-  readonly #pubsub: GossipSub;
   readonly #log: MeshLogger;
   readonly #gate: ConnectionGate | undefined;
   readonly #maxFrameBytes: number;
-  readonly #maxEnvelopes: number;
   readonly #maxSyncBytes: number;
   readonly #syncTimeoutMs: number;
   readonly #meshIntervalMs: number;
@@ -176,6 +185,8 @@ export class LedgerSync {
   readonly #revokedSeen = new Map<string, number>();
   readonly #syncRetryMs: number;
   readonly #nonMemberGraceMs: number;
+  readonly #fanout: number;
+  readonly #entropyMs: number;
   readonly #self: string;
 
   readonly #listeners = new Set<EnvelopeListener>();
@@ -188,6 +199,7 @@ export class LedgerSync {
   readonly #dials = new Map<string, DialState>();
   #running = false;
   #timer: NodeJS.Timeout | null = null;
+  #entropyTimer: NodeJS.Timeout | null = null;
   #tickQueued = false;
   #stopLedger: (() => void) | null = null;
   #abort = new AbortController();
@@ -196,15 +208,13 @@ export class LedgerSync {
     if (!/^[0-9a-f]{32}$/.test(networkId)) throw new TypeError(`network id must be 32 lower-case hex characters, not ${networkId}`);
     this.#node = node;
     this.#ledger = ledger;
-    this.#pubsub = pubsubOf(node);
-    this.topic = ledgerTopic(networkId);
     this.protocol = syncProtocol(networkId);
+    this.pushProtocol = pushProtocol(networkId);
     this.#log = opts.logger ?? noopLogger;
     this.#gate = opts.gate;
     this.#maxFrameBytes = opts.maxFrameBytes ?? 1024 * 1024;
-    this.#maxEnvelopes = opts.maxEnvelopes ?? 10_000;
     this.#maxSyncBytes = opts.maxSyncBytes ?? 64 * 1024 * 1024;
-    this.#syncTimeoutMs = opts.syncTimeoutMs ?? 15_000;
+    this.#syncTimeoutMs = opts.syncTimeoutMs ?? 60_000;
     this.#meshIntervalMs = opts.meshIntervalMs ?? 1_000;
     this.#backoffMinMs = opts.backoffMinMs ?? 500;
     this.#backoffMaxMs = opts.backoffMaxMs ?? 30_000;
@@ -214,6 +224,8 @@ export class LedgerSync {
     this.#revokedGraceMs = opts.revokedGraceMs ?? 2_000;
     this.#syncRetryMs = opts.syncRetryMs ?? 5_000;
     this.#nonMemberGraceMs = opts.nonMemberGraceMs ?? 60_000;
+    this.#fanout = opts.fanout ?? 6;
+    this.#entropyMs = opts.entropyMs ?? 60_000;
     this.#self = node.peerId.toString();
   }
 
@@ -226,14 +238,15 @@ export class LedgerSync {
     if (this.#running) return;
     this.#running = true;
     this.#abort = new AbortController();
-    this.#pubsub.topicValidators.set(this.topic, (peer, msg) => this.#onGossip(peer, msg));
-    this.#pubsub.subscribe(this.topic);
     await this.#node.handle(this.protocol, (stream, conn) => this.#serveSync(stream, conn), { maxInboundStreams: 2, force: true });
+    await this.#node.handle(this.pushProtocol, (stream, conn) => this.#servePush(stream, conn), { maxInboundStreams: 8, force: true });
     this.#node.addEventListener('connection:open', this.#onOpen);
     this.#node.addEventListener('connection:close', this.#onClose);
     this.#stopLedger = this.#ledger.onChange(() => this.#queueTick());
     this.#timer = setInterval(() => this.#queueTick(), this.#meshIntervalMs);
     this.#timer.unref();
+    this.#entropyTimer = setInterval(() => this.#entropy(), this.#entropyMs);
+    this.#entropyTimer.unref();
     // Connections made before we started (a joiner's bootstrap connection) get their sync now.
     this.#queueTick();
   }
@@ -243,22 +256,23 @@ export class LedgerSync {
     this.#running = false;
     this.#abort.abort();
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#entropyTimer) clearInterval(this.#entropyTimer);
     this.#timer = null;
+    this.#entropyTimer = null;
     this.#stopLedger?.();
     this.#stopLedger = null;
     this.#node.removeEventListener('connection:open', this.#onOpen);
     this.#node.removeEventListener('connection:close', this.#onClose);
-    this.#pubsub.topicValidators.delete(this.topic);
     try {
-      this.#pubsub.unsubscribe(this.topic);
       await this.#node.unhandle(this.protocol);
+      await this.#node.unhandle(this.pushProtocol);
     } catch {
       // the node may already be stopping
     }
     await Promise.allSettled([...this.#syncing.values()]);
   }
 
-  /** Adds our own envelope to the ledger and publishes it to every connected member. */
+  /** Adds our own envelope to the ledger (if it is not there yet) and pushes it to every connected member. */
   async publish(env: SignedEnvelope): Promise<number> {
     let status;
     try {
@@ -269,43 +283,94 @@ export class LedgerSync {
       status = 'new';
     }
     if (status === 'invalid') throw new TypeError(`refusing to publish an envelope the ledger rejects (${(env.body as { type?: string })?.type ?? '?'} by ${env.by})`);
-    const r = await this.#pubsub.publish(this.topic, new TextEncoder().encode(JSON.stringify(env)));
-    this.#log.debug({ type: (env.body as { type?: string }).type, recipients: r.recipients.length }, 'published a ledger entry');
-    return r.recipients.length;
+    const targets = this.#memberConnections().concat(this.#revokedTargets([env]));
+    const results = await Promise.all(targets.map((conn) => this.#push(conn, [env])));
+    const recipients = results.filter(Boolean).length;
+    this.#log.debug({ type: (env.body as { type?: string }).type, recipients }, 'pushed a ledger entry');
+    return recipients;
   }
 
-  // ---- gossip -------------------------------------------------------------------------------
+  // ---- push ---------------------------------------------------------------------------------
 
-  #onGossip(peer: PeerId, msg: Message): TopicValidatorResult {
-    let raw: unknown;
-    let id: string;
-    try {
-      raw = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(msg.data));
-      id = eventId(raw as SignedEnvelope);
-    } catch {
-      return TopicValidatorResult.Reject;
+  /** One open connection per connected member (not us, not revoked). */
+  #memberConnections(except?: string): Connection[] {
+    const seen = new Set<string>();
+    const out: Connection[] = [];
+    for (const conn of this.#node.getConnections()) {
+      const peer = conn.remotePeer.toString();
+      if (conn.status !== 'open' || seen.has(peer) || peer === except || peer === this.#self) continue;
+      if (!this.#ledger.isMember(peer)) continue;
+      seen.add(peer);
+      out.push(conn);
     }
-    if (this.#ledger.has(id)) return TopicValidatorResult.Ignore;
-    let status;
+    return out;
+  }
+
+  /** A revocation also goes to the member it removes, if connected: that is how it learns. */
+  #revokedTargets(envs: readonly SignedEnvelope[]): Connection[] {
+    const out: Connection[] = [];
+    for (const env of envs) {
+      const body = env.body as { type?: string; member?: string };
+      if (body.type !== 'revoke' || typeof body.member !== 'string' || body.member === this.#self) continue;
+      const conn = this.#node.getConnections().find((c) => c.remotePeer.toString() === body.member && c.status === 'open');
+      if (conn) out.push(conn);
+    }
+    return out;
+  }
+
+  async #push(conn: Connection, envs: readonly SignedEnvelope[]): Promise<boolean> {
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)]);
+    let frames: FrameStream | null = null;
     try {
-      status = this.#ledger.add(raw);
+      const stream = await conn.newStream(this.pushProtocol, { signal });
+      frames = new FrameStream(stream, this.#maxFrameBytes);
+      await frames.writeMany([...envs.slice(0, PUSH_MAX), { end: true }], signal);
+      await frames.close();
+      return true;
     } catch (err) {
-      this.#log.error({ err: (err as Error).message }, 'a ledger listener failed');
-      status = this.#ledger.has(id) ? 'new' : 'invalid';
+      frames?.abort(err as Error);
+      this.#log.debug({ peer: conn.remotePeer.toString(), err: (err as Error).message }, 'cannot push to a member');
+      return false;
     }
-    if (status === 'invalid') {
-      this.#log.debug({ peer: peer.toString() }, 'rejected an invalid gossiped envelope');
-      return TopicValidatorResult.Reject;
-    }
-    if (status === 'known') return TopicValidatorResult.Ignore;
-    this.#emit([id], peer.toString(), 'gossip');
-    return TopicValidatorResult.Accept;
   }
 
-  #emit(ids: string[], peer: string, via: EnvelopeSource): void {
-    for (const id of ids) {
-      const env = this.#ledger.get(id);
-      if (!env) continue;
+  async #servePush(stream: Stream, conn: Connection): Promise<void> {
+    const peer = conn.remotePeer.toString();
+    const frames = new FrameStream(stream, this.#maxFrameBytes);
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)]);
+    try {
+      if (this.#mustHangUp(peer)) throw new FrameError('peer is revoked');
+      const got: unknown[] = [];
+      for (;;) {
+        const value = await frames.read(signal);
+        if (isEnd(value)) break;
+        got.push(value);
+        if (got.length > PUSH_MAX) throw new FrameError(`more than ${PUSH_MAX} envelopes in one push`);
+      }
+      await frames.close();
+      const { fresh, held } = this.#ingest(got, peer, 'push');
+      if (fresh.length > 0) this.#forward(fresh, peer);
+      // History we lack: the sender has it (it stored these events).
+      if (held && this.#ledger.isMember(peer)) void this.syncWith(peer).catch(() => {});
+    } catch (err) {
+      frames.abort(err as Error);
+      this.#log.debug({ peer, err: (err as Error).message }, 'bad push');
+    }
+  }
+
+  /** Gossip-style: what reached us goes on to a few other members (and a revocation to its target). */
+  #forward(envs: SignedEnvelope[], from: string): void {
+    const conns = this.#memberConnections(from);
+    for (let i = conns.length - 1; i > 0; i--) {
+      const j = Math.floor(Math.random() * (i + 1));
+      [conns[i], conns[j]] = [conns[j], conns[i]];
+    }
+    const targets = conns.slice(0, this.#fanout).concat(this.#revokedTargets(envs).filter((c) => c.remotePeer.toString() !== from));
+    for (const conn of targets) void this.#push(conn, envs);
+  }
+
+  #emit(envs: SignedEnvelope[], peer: string, via: EnvelopeSource): void {
+    for (const env of envs) {
       for (const cb of [...this.#listeners]) {
         try {
           cb(env, { peer, via });
@@ -335,6 +400,15 @@ export class LedgerSync {
     this.#attempted.delete(evt.detail.id);
     this.#queueTick();
   };
+
+  /** Compares ledgers with one random connected member: catches whatever push missed. */
+  #entropy(): void {
+    if (!this.#running) return;
+    const conns = this.#memberConnections();
+    if (conns.length === 0) return;
+    const conn = conns[Math.floor(Math.random() * conns.length)];
+    void this.#syncOn(conn);
+  }
 
   /** One exchange with a peer now, on an existing connection or a new one. */
   async syncWith(peer: PeerId | string): Promise<SyncResult> {
@@ -393,35 +467,44 @@ export class LedgerSync {
     const peer = conn.remotePeer.toString();
     try {
       if (this.#mustHangUp(peer)) throw new FrameError('peer is revoked');
-      // Digest and envelopes from the same synchronous moment, so they describe the same set.
-      const snap = ledgerSnapshot(this.#ledger);
+      const digest = this.#ledger.digest();
+      const heads = this.#ledger.heads();
       const send = this.#ledger.isMember(peer);
-      await frames.write({ v: 1, digest: snap.digest, count: send ? snap.envelopes.length : 0, send }, signal);
-      const hello = parseHello(await frames.read(signal), this.#maxEnvelopes);
-      const inSync = hello.digest === snap.digest;
-      const sending = send && !inSync;
-      const expecting = hello.send && !inSync ? hello.count : 0;
+      await frames.write({ v: 2, digest, heads: heads.length > MAX_HEADS ? null : heads, send }, signal);
+      const hello = parseHello(await frames.read(signal));
+      const inSync = hello.digest === digest;
+      // What the other side lacks, from the same moment as the hello we wrote.
+      const out = send && !inSync ? ledgerDelta(this.#ledger, hello.heads) : [];
+      const expecting = hello.send && !inSync;
 
       const writer = async (): Promise<void> => {
-        if (!sending) return;
-        for (let i = 0; i < snap.envelopes.length; i += WRITE_BATCH) {
-          await frames.writeMany(snap.envelopes.slice(i, i + WRITE_BATCH), signal);
-        }
+        if (!send || inSync) return;
+        for (let i = 0; i < out.length; i += BATCH) await frames.writeMany(out.slice(i, i + BATCH), signal);
+        await frames.write({ end: true }, signal);
       };
-      const reader = async (): Promise<unknown[]> => {
-        const got: unknown[] = [];
-        for (let i = 0; i < expecting; i++) {
-          got.push(await frames.read(signal));
+      let received = 0;
+      let added = 0;
+      const reader = async (): Promise<void> => {
+        if (!expecting) return;
+        let batch: unknown[] = [];
+        for (;;) {
+          const value = await frames.read(signal);
+          if (isEnd(value)) break;
+          batch.push(value);
+          received++;
           if (frames.bytesRead > this.#maxSyncBytes) throw new FrameError(`peer sent more than ${this.#maxSyncBytes} bytes`);
+          if (batch.length >= BATCH) {
+            added += this.#ingest(batch, peer, 'sync').fresh.length;
+            batch = [];
+          }
         }
-        return got;
+        added += this.#ingest(batch, peer, 'sync').fresh.length;
       };
-      const [, received] = await Promise.all([writer(), reader()]);
-      const added = this.#ingest(received, peer);
+      await Promise.all([writer(), reader()]);
       await frames.close();
       // Both directions done (or nothing to do): this connection needs no further exchange.
       if (send && (hello.send || inSync)) this.#synced.add(conn.id);
-      return { peer, sent: sending ? snap.envelopes.length : 0, received: received.length, added, inSync, refused: !hello.send };
+      return { peer, sent: out.length, received, added, inSync, refused: !hello.send };
     } catch (err) {
       frames.abort(err as Error);
       throw err;
@@ -429,8 +512,8 @@ export class LedgerSync {
   }
 
   /** Adds a batch with one ledger notification; reports the new ones to onEnvelope listeners. */
-  #ingest(values: unknown[], peer: string): number {
-    if (values.length === 0) return 0;
+  #ingest(values: unknown[], peer: string, via: EnvelopeSource): { fresh: SignedEnvelope[]; held: boolean } {
+    if (values.length === 0) return { fresh: [], held: false };
     const ids: Array<string | null> = values.map((v) => {
       try {
         return eventId(v as SignedEnvelope);
@@ -444,9 +527,10 @@ export class LedgerSync {
     } catch (err) {
       this.#log.error({ err: (err as Error).message }, 'a ledger listener failed');
     }
-    const fresh = [...new Set(ids.filter((id): id is string => id !== null && !before.has(id) && this.#ledger.has(id)))];
-    this.#emit(fresh, peer, 'sync');
-    return fresh.length;
+    const freshIds = [...new Set(ids.filter((id): id is string => id !== null && !before.has(id) && this.#ledger.has(id)))];
+    const fresh = freshIds.map((id) => this.#ledger.get(id)!).filter(Boolean);
+    this.#emit(fresh, peer, via);
+    return { fresh, held: this.#ledger.held() > 0 };
   }
 
   // ---- full mesh ----------------------------------------------------------------------------
@@ -498,7 +582,7 @@ export class LedgerSync {
       const peer = conn.remotePeer.toString();
       if (this.#mustHangUp(peer)) {
         // A member just revoked keeps its connection for a moment: the revocation (published
-        // on gossip as it was made) must reach it, or it goes on believing it is a member. It is
+        // pushed to it as it was made) must reach it, or it goes on believing it is a member. It is
         // the only way it can learn: sync serves no ledger to non-members.
         if (this.#ledger.revoked(peer) && now - this.#revokedAt(peer, now) < this.#revokedGraceMs) continue;
         void this.#hangUp(conn, 'revoked or denied');
