@@ -9,6 +9,6 @@ export function joinCommand(): Command {
     .addOption(jsonOption())
     .action(async (token: string, _opts: object, cmd: Command) => {
       const r = await rpc<{ meshIp: string; network: string; name: string }>(cmd, 'join', { token }, 60_000);
-      print(cmd, r, () => `joined network ${r.network}; this node is ${r.name}, ${r.meshIp}`);
+      print(cmd, r, () => `joined network ${r.network} as ${r.name}; this node is ${r.meshIp}`);
     });
 }

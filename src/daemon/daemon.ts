@@ -175,6 +175,7 @@ export class Daemon {
   private prober: TunnelProber | null = null;
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
+  private leaving = false;
   /** What members (and STUN servers) last saw of our WireGuard socket. */
   private reflexive: ReflexiveReport | null = null;
   /** Direct or relayed, per member (null outside a network). */
@@ -356,9 +357,15 @@ export class Daemon {
 
   async leave(): Promise<{ left: string }> {
     const { network } = this.requireNetwork();
-    await this.signAndPublish({ type: 'revoke', member: this.peerId, reason: 'leave' });
-    await new Promise((r) => setTimeout(r, 300)); // let the revocation reach connected members
-    await this.forgetNetwork();
+    // Our own leave makes the ledger say we are out at once: the push must go before we forget.
+    this.leaving = true;
+    try {
+      await this.signAndPublish({ type: 'revoke', member: this.peerId, reason: 'leave' });
+      await new Promise((r) => setTimeout(r, 300)); // let the revocation reach connected members
+      await this.forgetNetwork();
+    } finally {
+      this.leaving = false;
+    }
     return { left: network.name };
   }
 
@@ -902,6 +909,7 @@ export class Daemon {
     const network = this.network;
     if (!ledger || !network || this.stopping) return;
     if (!ledger.isMember(this.peerId)) {
+      if (this.leaving) return; // leave() forgets the network once its revocation is out
       const removal = ledger.removal(this.peerId);
       const admission = ledger.events().find((e) => e.body.type === 'admit' && e.body.member === this.peerId);
       const voided = removal === null && admission ? ledger.reasonOf(eventId(admission)) : null;

@@ -605,7 +605,7 @@ export class Ledger {
     const why = this.#cut(view, node) ?? this.#apply(view, node);
     if (why !== null) {
       const { env, id } = node;
-      view.rejected.push({ id, reason: why, type: env.body.type, by: env.by, at: env.body.at });
+      view.rejected.push(Object.freeze({ id, reason: why, type: env.body.type, by: env.by, at: env.body.at }));
       view.reasons.set(id, why);
     }
   }

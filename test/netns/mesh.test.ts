@@ -23,7 +23,7 @@ test('five daemons: init, joins (two at once through different members), everyon
 
   assert.match(await lan.cli(a, ['init', '--network', 'test']), /10\.0\.0\.1/);
   const t0 = Date.now();
-  assert.match(await lan.cli(b, ['join', await lan.invite(a)]), /joined network test; this node is [a-z0-9-]+, 10\.0\.0\.\d+/);
+  assert.match(await lan.cli(b, ['join', await lan.invite(a)]), /joined network test as [a-z0-9-]+; this node is 10\.0\.0\.\d+/);
   const firstJoinMs = Date.now() - t0;
   assert.ok((await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 2 })).received === 1, 'b reaches a right after joining');
   await lan.cli(a, ['promote', 'bravo']);
@@ -96,9 +96,12 @@ test('bad invites are refused with one clear line and change nothing; a kicked o
   const good = await lan.invite(a);
   await refused(good.slice(0, good.length - 20), /not a meshd invite|forged/);
   // a forged invite: a valid one with its use count raised, not re-signed
-  const payload = JSON.parse(Buffer.from(good.slice('meshd1.'.length), 'base64url').toString());
-  payload.body.uses = 100;
-  await refused(`meshd1.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`, /forged/);
+  const payload = JSON.parse(Buffer.from(good.slice('meshd2.'.length), 'base64url').toString());
+  payload.invite.body.uses = 100;
+  await refused(`meshd2.${Buffer.from(JSON.stringify(payload)).toString('base64url')}`, /forged/);
+  payload.invite.body.uses = 1;
+  // an invite of an older meshd: a clear line naming both versions
+  await refused(`meshd1.${Buffer.from(JSON.stringify({ body: {} })).toString('base64url')}`, /older meshd .*version 1.*reads version 2/);
   const short = await lan.invite(a, ['--ttl', '1s']);
   await new Promise((r) => setTimeout(r, 1500));
   await refused(short, /expired/);
@@ -106,12 +109,12 @@ test('bad invites are refused with one clear line and change nothing; a kicked o
   // a node without the network key cannot even open a libp2p connection to a member; the same
   // node with the key (taken from an invite) can, so it is the key that keeps it out
   const stranger = async (psk: string) => {
-    const run = lan.t.spawn(c.ns, process.execPath, [STRANGER, psk, payload.body.bootstrap.find((m: string) => m.includes(a.lanIp))]);
+    const run = lan.t.spawn(c.ns, process.execPath, [STRANGER, psk, payload.bootstrap.find((m: string) => m.includes(a.lanIp))]);
     await waitFor(() => !run.alive(), 20_000, 'the stranger to finish');
     return JSON.parse(run.output().trim().split('\n').pop()!) as { connected: boolean; error?: string };
   };
   assert.equal((await stranger(randomBytes(32).toString('hex'))).connected, false, 'no connection without the network key');
-  assert.equal((await stranger(payload.body.network.psk)).connected, true, 'a connection with the key');
+  assert.equal((await stranger(payload.network.psk)).connected, true, 'a connection with the key');
   await lan.cli(b, ['join', good]);
   await refused(good, /already used/);
 
