@@ -155,6 +155,55 @@ test('bad invites are refused with one clear line and change nothing; a kicked o
   await waitFor(async () => (await ping(lan.t, c.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'charlie back after leaving');
 });
 
+test('administrators see and cancel every open invite; invites carry no secret into the ledger; a taken name gets a suffix', { timeout: 120_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const [a, b, c, d] = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie'), await lan.addNode('delta')];
+  // two machines called the same (the default name is the hostname: two VMs both "vm")
+  c.args.push('--name', 'vm');
+  d.args.push('--name', 'vm');
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  await lan.cli(a, ['promote', 'bravo']);
+  const open = JSON.parse(await lan.cli(a, ['invite', '--json', '--uses', '2', '--ttl', '2h'])) as { token: string; id: string; uses: number };
+  const other = JSON.parse(await lan.cli(a, ['invite', '--json'])) as { token: string; id: string };
+
+  // Every administrator sees every open invite, whoever issued it (bravo sees alpha's).
+  type Listed = { invites: Array<{ id: string; issuer: string; uses: number; used: number }> };
+  await waitFor(async () => (JSON.parse(await lan.cli(b, ['invites', '--json'])) as Listed).invites.some((i) => i.id === open.id), 10_000, "alpha's invite to reach bravo");
+  const listed = (JSON.parse(await lan.cli(b, ['invites', '--json'])) as Listed).invites.find((i) => i.id === open.id)!;
+  assert.deepEqual([listed.issuer, listed.uses, listed.used], ['alpha', 2, 0]);
+  assert.match(await lan.cli(b, ['invites']), new RegExp(`${open.id.slice(0, 12)}\\s+alpha\\s+0/2`));
+
+  // A name already taken: the second "vm" gets "vm-2", and is told so.
+  assert.match(await lan.cli(c, ['join', open.token]), /joined network mesh as vm; this node is 10\.0\.0\.3/);
+  assert.match(await lan.cli(d, ['join', open.token]), /joined network mesh as vm-2; this node is 10\.0\.0\.4/);
+  assert.deepEqual((await lan.status(a)).peers.map((p) => p.name).sort(), ['bravo', 'vm', 'vm-2']);
+  assert.equal((await lan.status(d)).self.name, 'vm-2');
+  // The invite's secret is in no member's store: only the token had it.
+  const payload = JSON.parse(Buffer.from(open.token.slice('meshd2.'.length), 'base64url').toString()) as { secret: string; invite: { body: { key: string } } };
+  const count = async (n: typeof a, text: string) => Number((await lan.t.exec(n.ns, 'sh', ['-c', `cat ${n.stateDir}/db/*.log ${n.stateDir}/db/*.ldb 2>/dev/null | grep -c -F ${JSON.stringify(text)} || true`])).stdout.trim());
+  for (const n of lan.nodes) {
+    assert.ok((await count(n, payload.invite.body.key)) > 0, `${n.name}'s store holds the invite's public half (the search works)`);
+    assert.equal(await count(n, payload.secret), 0, `${n.name}'s store holds no invite secret`);
+  }
+  // A spent invite is no longer listed; a non-administrator may not list or cancel.
+  await waitFor(async () => !(JSON.parse(await lan.cli(b, ['invites', '--json'])) as Listed).invites.some((i) => i.id === open.id), 10_000, 'the spent invite to drop off the list');
+  await assert.rejects(lan.cli(c, ['invites']), /only an administrator/);
+  await assert.rejects(lan.cli(c, ['invite', '--cancel', other.id.slice(0, 8)]), /only an administrator/);
+
+  // bravo cancels alpha's other invite: it admits nobody, through any member.
+  assert.match(await lan.cli(b, ['invite', '--cancel', other.id.slice(0, 10)]), new RegExp(`cancelled invite ${other.id.slice(0, 12)}`));
+  await waitFor(async () => !(JSON.parse(await lan.cli(a, ['invites', '--json'])) as Listed).invites.some((i) => i.id === other.id), 10_000, 'the cancel to reach alpha');
+  await lan.cli(d, ['leave']);
+  await assert.rejects(lan.cli(d, ['join', other.token]), /cancelled/);
+  assert.equal((await lan.status(d)).self.meshIp, null, 'the refused join changed nothing');
+  await assert.rejects(lan.cli(b, ['invite', '--cancel', other.id.slice(0, 10)]), /already cancelled/);
+  await assert.rejects(lan.cli(b, ['invite', '--cancel', 'zz']), /6 to 64 hex/);
+});
+
 test('restart after kill -9: same address, back in the mesh; latency through the tunnel; mDNS finds a member whose address changed; a deleted interface stops the daemon', { timeout: 180_000 }, async (tc) => {
   const lan = new Lan();
   tc.after(() => lan.cleanup());
