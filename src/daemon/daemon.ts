@@ -266,7 +266,12 @@ export class Daemon {
     ledger.addAll(events);
     await this.store.setNetwork(network);
     await this.persist(ledger.events());
-    await this.startNetwork(network, ledger, null);
+    try {
+      await this.startNetwork(network, ledger, null);
+    } catch (err) {
+      await this.undoMembership();
+      throw err;
+    }
     return { meshIp: this.meshIp!, network: network.name };
   }
 
@@ -303,6 +308,7 @@ export class Daemon {
       return { meshIp: this.meshIp!, network: network.name };
     } catch (err) {
       if (!this.node) await Promise.resolve(node.stop()).catch(() => {});
+      if (!this.network) await this.undoMembership(); // nothing of a join that failed stays stored
       throw err;
     }
   }
@@ -474,8 +480,8 @@ export class Daemon {
     this.ledger = ledger;
     const bootstrap = ledger.members().flatMap((m) => (m.peerId === this.peerId ? [] : (m.record?.multiaddrs ?? [])));
     const joined = node !== null;
-    this.node = node ?? (await this.createNode(network, bootstrap));
     try {
+      this.node = node ?? (await this.createNode(network, bootstrap));
       this.finder = this.createPathFinder();
       this.paths.onProbe = (hex) => this.finder?.hint(hex);
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
@@ -513,6 +519,16 @@ export class Daemon {
       await this.stopNetwork();
       throw err;
     }
+  }
+
+  /**
+   * A failed init, or a join whose network did not start after admission: back to no network, in
+   * memory (startNetwork undid itself) and in the store. The keys stay: nothing was revoked, and a
+   * retried join with the same invite is answered again with the same address.
+   */
+  private async undoMembership(): Promise<void> {
+    if (this.network) await this.stopNetwork();
+    await this.store.wipeMembership().catch((err: Error) => this.log.error({ err: err.message }, 'cannot forget the network that did not start'));
   }
 
   /**
