@@ -17,7 +17,8 @@ import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '..
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, runIp, setLinkUp } from '../routes/kernel.js';
+import { checkOverlap } from '../routes/overlap.js';
 import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
 import { createInvite, parseInvite } from '../discovery/invite.js';
 import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
@@ -244,9 +245,9 @@ export class Daemon {
   handlers(): Record<string, (params: unknown) => Promise<unknown>> {
     return {
       status: async () => this.status(),
-      init: async (p) => this.init(p as { network?: string; cidr?: string }),
+      init: async (p) => this.init(p as { network?: string; cidr?: string; allowOverlap?: boolean }),
       invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
-      join: async (p) => this.join(p as { token: string }),
+      join: async (p) => this.join(p as { token: string; allowOverlap?: boolean }),
       leave: async () => this.leave(),
       kick: async (p) => this.kick(p as { target: string }),
       promote: async (p) => this.promote(p as { target: string }),
@@ -257,10 +258,11 @@ export class Daemon {
 
   // ------------------------------------------------------------------ commands
 
-  async init(p: { network?: string; cidr?: string }): Promise<{ meshIp: string; network: string }> {
+  async init(p: { network?: string; cidr?: string; allowOverlap?: boolean }): Promise<{ meshIp: string; network: string }> {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const cidr = p.cidr ?? '10.0.0.0/24';
     if (!meshRange(cidr)) throw new DaemonError('EINVAL', `invalid network range ${cidr}: give an IPv4 CIDR such as 10.0.0.0/24`);
+    if (p.allowOverlap !== true) checkOverlap(cidr, await localNetworks(this.opts.ifname), 'init');
     const { network, events } = await foundNetwork(this.identity, { name: sanitizeName(p.network ?? 'mesh'), memberName: this.name, cidr }, Date.now());
     const ledger = new Ledger(network);
     ledger.addAll(events);
@@ -286,9 +288,10 @@ export class Daemon {
     return { token: inv.token, expires: inv.expires, uses: inv.uses };
   }
 
-  async join(p: { token: string }): Promise<{ meshIp: string; network: string }> {
+  async join(p: { token: string; allowOverlap?: boolean }): Promise<{ meshIp: string; network: string }> {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const invite = parseInvite(p.token, Date.now());
+    if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await localNetworks(this.opts.ifname), 'join');
     const network = invite.network;
     const t0 = performance.now();
     const node = await this.createNode(network, invite.bootstrap);
