@@ -17,8 +17,9 @@ import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '..
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, runIp, setLinkUp } from '../routes/kernel.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
 import { checkOverlap } from '../routes/overlap.js';
+import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
 import { Ledger, foundNetwork, grant, record, revoke } from '../discovery/ledger.js';
 import { createInvite, parseInvite } from '../discovery/invite.js';
 import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
@@ -105,6 +106,8 @@ export interface PeerStatus {
   latencyMs: number | null;
   online: boolean;
   admin: boolean;
+  /** Traffic to this member's mesh address leaves outside the tunnel: why (e.g. "routes via eth0"). */
+  leak: string | null;
 }
 
 export interface PingResult {
@@ -181,6 +184,8 @@ export class Daemon {
   private streamService: { close(): Promise<void> } | null = null;
   /** Nobody we asked answered STUN: our UDP gets nowhere, WireGuard goes over libp2p streams. */
   private udpBlocked = false;
+  /** Members whose mesh address the kernel routes elsewhere (null outside a network). */
+  private leaks: LeakWatch | null = null;
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -410,6 +415,7 @@ export class Daemon {
         latencyMs: this.prober?.rtt(m.peerId) ?? null,
         online: connected.has(m.peerId) || fresh,
         admin: m.admin,
+        leak: this.leaks?.leak(m.peerId) ?? null,
       });
     }
     const network = this.network;
@@ -515,6 +521,9 @@ export class Daemon {
       this.timers.push(setInterval(() => this.inBackground('publishing our record', this.refreshRecord()), 30_000));
       this.lastLocal = this.localFingerprint();
       this.timers.push(setInterval(() => this.inBackground('following a network change', this.followNetworkChange()), 2_000));
+      this.leaks = this.createLeakWatch();
+      this.inBackground('checking routes to members', this.leaks.check());
+      this.timers.push(setInterval(() => this.inBackground('checking routes to members', this.leaks?.check() ?? Promise.resolve()), LEAK_CHECK_MS));
       // Our reflexive endpoint, as soon as members are known: a joiner behind NAT advertises its
       // mapping seconds after joining, not 30 s later.
       this.inBackground('learning our reflexive endpoint', this.refreshRecord());
@@ -522,6 +531,16 @@ export class Daemon {
       await this.stopNetwork();
       throw err;
     }
+  }
+
+  /** Checks that every member's mesh address routes into the mesh interface (leaks.ts). */
+  private createLeakWatch(): LeakWatch {
+    return new LeakWatch({
+      ifname: this.opts.ifname,
+      members: () => (this.ledger?.members() ?? []).filter((m) => m.peerId !== this.peerId).map((m) => ({ peerId: m.peerId, name: m.name, meshIp: m.meshIp })),
+      lookup: routesTo,
+      logger: this.log,
+    });
   }
 
   /**
@@ -557,6 +576,8 @@ export class Daemon {
     this.departing.clear();
     this.finder?.stop();
     this.finder = null;
+    this.leaks?.stop();
+    this.leaks = null;
     this.paths.onProbe = null;
     this.paths.setMembers([]);
     await this.relayService?.close();
