@@ -7,9 +7,10 @@ export function initCommand(): Command {
     .description('found a new network with this node as its first member and administrator')
     .option('--network <name>', 'network name', 'mesh')
     .option('--cidr <range>', 'the network\'s address range', '10.0.0.0/24')
+    .option('--allow-overlap', 'found it even if the range overlaps a network of this machine (mesh traffic to those addresses would not be encrypted)')
     .addOption(jsonOption())
-    .action(async (opts: { network: string; cidr: string }, cmd: Command) => {
-      const r = await rpc<{ meshIp: string; network: string }>(cmd, 'init', { network: opts.network, cidr: opts.cidr });
+    .action(async (opts: { network: string; cidr: string; allowOverlap?: boolean }, cmd: Command) => {
+      const r = await rpc<{ meshIp: string; network: string }>(cmd, 'init', { network: opts.network, cidr: opts.cidr, ...(opts.allowOverlap ? { allowOverlap: true } : {}) });
       print(cmd, r, () => `founded network ${r.network}; this node is ${r.meshIp}`);
     });
 }

@@ -6,9 +6,10 @@ export function joinCommand(): Command {
   return new Command('join')
     .description('join a network with an invite from one of its administrators')
     .argument('<invite>', 'the invite, as printed by meshd invite')
+    .option('--allow-overlap', 'join even if the network\'s range overlaps a network of this machine (mesh traffic to those addresses would not be encrypted)')
     .addOption(jsonOption())
-    .action(async (token: string, _opts: object, cmd: Command) => {
-      const r = await rpc<{ meshIp: string; network: string; name: string }>(cmd, 'join', { token }, 60_000);
+    .action(async (token: string, opts: { allowOverlap?: boolean }, cmd: Command) => {
+      const r = await rpc<{ meshIp: string; network: string; name: string }>(cmd, 'join', { token, ...(opts.allowOverlap ? { allowOverlap: true } : {}) }, 60_000);
       print(cmd, r, () => `joined network ${r.network} as ${r.name}; this node is ${r.meshIp}`);
     });
 }

@@ -34,9 +34,12 @@ export function render(s: Status): string {
   for (const p of s.peers) {
     const path = p.path === 'relay' ? `relay ${p.relay ?? '?'}` : (p.path ?? '-');
     rows.push([p.name, p.meshIp, p.endpoint ?? '-', path, age(p.lastHandshake), bytes(p.rxBytes), bytes(p.txBytes),
-      p.latencyMs === null ? '-' : `${p.latencyMs} ms`, p.online ? 'online' : 'offline']);
+      p.latencyMs === null ? '-' : `${p.latencyMs} ms`, (p.online ? 'online' : 'offline') + (p.leak ? ', NOT ENCRYPTED' : '')]);
   }
-  return `${head}\n\n${table(rows)}`;
+  const leaks = s.peers.filter((p) => p.leak).map((p) =>
+    `WARNING: mesh traffic to ${p.name} (${p.meshIp}) ${p.leak}, not through ${self.interface}: it is not encrypted. ` +
+    `Remove the route or address that captures it (ip route get ${p.meshIp}).`);
+  return [head, table(rows), ...(leaks.length > 0 ? [leaks.join('\n')] : [])].join('\n\n');
 }
 
 export function statusCommand(): Command {

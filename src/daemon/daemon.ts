@@ -17,7 +17,9 @@ import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '..
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, runIp, setLinkUp } from '../routes/kernel.js';
+import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
+import { checkOverlap } from '../routes/overlap.js';
+import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
 import { LEDGER_VERSION, Ledger } from '../discovery/ledger.js';
 import { Signer, foundNetwork, record, type Draft } from '../discovery/signer.js';
 import { encodeInvite, parseInvite } from '../discovery/invite.js';
@@ -105,6 +107,8 @@ export interface PeerStatus {
   latencyMs: number | null;
   online: boolean;
   admin: boolean;
+  /** Traffic to this member's mesh address leaves outside the tunnel: why (e.g. "routes via eth0"). */
+  leak: string | null;
 }
 
 export interface PingResult {
@@ -184,6 +188,8 @@ export class Daemon {
   private streamService: { close(): Promise<void> } | null = null;
   /** Nobody we asked answered STUN: our UDP gets nowhere, WireGuard goes over libp2p streams. */
   private udpBlocked = false;
+  /** Members whose mesh address the kernel routes elsewhere (null outside a network). */
+  private leaks: LeakWatch | null = null;
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -248,11 +254,11 @@ export class Daemon {
   handlers(): Record<string, (params: unknown) => Promise<unknown>> {
     return {
       status: async () => this.status(),
-      init: async (p) => this.init(p as { network?: string; cidr?: string }),
+      init: async (p) => this.init(p as { network?: string; cidr?: string; allowOverlap?: boolean }),
       invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
       invites: async () => this.invites(),
       cancelInvite: async (p) => this.cancelInvite(p as { id: string }),
-      join: async (p) => this.join(p as { token: string }),
+      join: async (p) => this.join(p as { token: string; allowOverlap?: boolean }),
       leave: async () => this.leave(),
       kick: async (p) => this.kick(p as { target: string }),
       promote: async (p) => this.promote(p as { target: string }),
@@ -263,17 +269,23 @@ export class Daemon {
 
   // ------------------------------------------------------------------ commands
 
-  async init(p: { network?: string; cidr?: string }): Promise<{ meshIp: string; network: string }> {
+  async init(p: { network?: string; cidr?: string; allowOverlap?: boolean }): Promise<{ meshIp: string; network: string }> {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const cidr = p.cidr ?? '10.0.0.0/24';
     if (!meshRange(cidr)) throw new DaemonError('EINVAL', `invalid network range ${cidr}: give an IPv4 CIDR such as 10.0.0.0/24`);
+    if (p.allowOverlap !== true) checkOverlap(cidr, await localNetworks(this.opts.ifname), 'init');
     const { network, events } = await foundNetwork(this.identity, { name: sanitizeName(p.network ?? 'mesh'), memberName: this.name, cidr }, Date.now());
     const ledger = new Ledger(network);
     ledger.addAll(events);
     await this.store.setSettings({ ledgerFormat: LEDGER_VERSION });
     await this.store.setNetwork(network);
     await this.persist(ledger.events());
-    await this.startNetwork(network, ledger, null);
+    try {
+      await this.startNetwork(network, ledger, null);
+    } catch (err) {
+      await this.undoMembership();
+      throw err;
+    }
     return { meshIp: this.meshIp!, network: network.name };
   }
 
@@ -327,9 +339,10 @@ export class Daemon {
     return env;
   }
 
-  async join(p: { token: string }): Promise<{ meshIp: string; network: string; name: string }> {
+  async join(p: { token: string; allowOverlap?: boolean }): Promise<{ meshIp: string; network: string; name: string }> {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const invite = parseInvite(p.token, Date.now());
+    if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await localNetworks(this.opts.ifname), 'join');
     const network = invite.network;
     const t0 = performance.now();
     const node = await this.createNode(network, invite.bootstrap);
@@ -351,6 +364,7 @@ export class Daemon {
       return { meshIp: this.meshIp!, network: network.name, name: result.name };
     } catch (err) {
       if (!this.node) await Promise.resolve(node.stop()).catch(() => {});
+      if (!this.network) await this.undoMembership(); // nothing of a join that failed stays stored
       throw err;
     }
   }
@@ -455,6 +469,7 @@ export class Daemon {
         latencyMs: this.prober?.rtt(m.peerId) ?? null,
         online: connected.has(m.peerId) || fresh,
         admin: m.admin,
+        leak: this.leaks?.leak(m.peerId) ?? null,
       });
     }
     const network = this.network;
@@ -537,8 +552,8 @@ export class Daemon {
     this.seq = Math.max(Number.isSafeInteger(stored) ? stored : 0, ledger.recordOf(this.peerId)?.body.seq ?? 0);
     const bootstrap = ledger.members().flatMap((m) => (m.peerId === this.peerId ? [] : (m.record?.multiaddrs ?? [])));
     const joined = node !== null;
-    this.node = node ?? (await this.createNode(network, bootstrap));
     try {
+      this.node = node ?? (await this.createNode(network, bootstrap));
       this.finder = this.createPathFinder();
       this.paths.onProbe = (hex) => this.finder?.hint(hex);
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
@@ -569,6 +584,9 @@ export class Daemon {
       this.timers.push(setInterval(() => this.inBackground('publishing our record', this.refreshRecord()), 30_000));
       this.lastLocal = this.localFingerprint();
       this.timers.push(setInterval(() => this.inBackground('following a network change', this.followNetworkChange()), 2_000));
+      this.leaks = this.createLeakWatch();
+      this.inBackground('checking routes to members', this.leaks.check());
+      this.timers.push(setInterval(() => this.inBackground('checking routes to members', this.leaks?.check() ?? Promise.resolve()), LEAK_CHECK_MS));
       // Our reflexive endpoint, as soon as members are known: a joiner behind NAT advertises its
       // mapping seconds after joining, not 30 s later.
       this.inBackground('learning our reflexive endpoint', this.refreshRecord());
@@ -576,6 +594,26 @@ export class Daemon {
       await this.stopNetwork();
       throw err;
     }
+  }
+
+  /** Checks that every member's mesh address routes into the mesh interface (leaks.ts). */
+  private createLeakWatch(): LeakWatch {
+    return new LeakWatch({
+      ifname: this.opts.ifname,
+      members: () => (this.ledger?.members() ?? []).filter((m) => m.peerId !== this.peerId).map((m) => ({ peerId: m.peerId, name: m.name, meshIp: m.meshIp })),
+      lookup: routesTo,
+      logger: this.log,
+    });
+  }
+
+  /**
+   * A failed init, or a join whose network did not start after admission: back to no network, in
+   * memory (startNetwork undid itself) and in the store. The keys stay: nothing was revoked, and a
+   * retried join with the same invite is answered again with the same address.
+   */
+  private async undoMembership(): Promise<void> {
+    if (this.network) await this.stopNetwork();
+    await this.store.wipeMembership().catch((err: Error) => this.log.error({ err: err.message }, 'cannot forget the network that did not start'));
   }
 
   /**
@@ -601,6 +639,8 @@ export class Daemon {
     this.departing.clear();
     this.finder?.stop();
     this.finder = null;
+    this.leaks?.stop();
+    this.leaks = null;
     this.paths.onProbe = null;
     this.paths.setMembers([]);
     await this.relayService?.close();

@@ -55,6 +55,7 @@ import { preSharedKey } from '@libp2p/pnet';
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import type { AbortOptions, PeerId, PrivateKey, Stream } from '@libp2p/interface';
+import { listenError } from './listen-error.js';
 
 /** pino-compatible: the daemon injects its pino logger; tests inject nothing. */
 export interface MeshLogger {
@@ -200,7 +201,13 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   node.addEventListener('peer:connect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer connected'));
   node.addEventListener('peer:disconnect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer disconnected'));
 
-  await node.start();
+  try {
+    await node.start();
+  } catch (err) {
+    // Nothing half-started stays behind (listeners that did open, mDNS, discovery).
+    await Promise.resolve(node.stop()).catch(() => {});
+    throw listenError(err);
+  }
   log.info({ peerId: self, addrs: node.getMultiaddrs().map(String), bootstrap: bootstrap.length, mdns: opts.mdns === true }, 'libp2p node started');
   return node;
 }

@@ -12,6 +12,8 @@
 // - removing a device's last IPv4 address (flushAddresses) also removes every IPv4 route through it.
 import { execFile } from 'node:child_process';
 import { networkInterfaces } from 'node:os';
+import { networkOf, type LocalNetwork } from './overlap.js';
+import { parseCidr } from './cidr.js';
 
 /** A failed `ip` command: carries the command line and what `ip` printed on stderr. */
 export class KernelError extends Error {
@@ -168,4 +170,92 @@ export function localAddresses(skipIfname?: string): LocalAddress[] {
     }
   }
   return out;
+}
+
+// ---- the machine's networks, and where its routes send an address ------------------------------
+
+interface IpAddrJson { ifname?: string; addr_info?: { family?: string; local?: string; prefixlen?: number }[] }
+interface IpRouteJson { type?: string; dst?: string; dev?: string }
+
+/**
+ * The IPv4 networks in `ip -j -4 addr show` and `ip -j -4 route show table all` output (parsed
+ * JSON): each address's network, and each unicast route through a device (every table: policy
+ * routing puts VPNs' routes outside main). Left out: the default route, routes of other types
+ * (local and broadcast entries repeat the addresses; blackhole and unreachable have no device)
+ * and interface `skipIfname` (the mesh's own). One entry per interface and prefix, addresses first.
+ */
+export function networksFromIp(addrs: unknown, routes: unknown, skipIfname?: string): LocalNetwork[] {
+  const out = new Map<string, LocalNetwork>();
+  const add = (n: LocalNetwork) => {
+    const key = `${n.ifname} ${n.prefix}`;
+    if (!out.has(key)) out.set(key, n);
+  };
+  for (const link of (Array.isArray(addrs) ? addrs : []) as IpAddrJson[]) {
+    if (!link.ifname || link.ifname === skipIfname) continue;
+    for (const a of link.addr_info ?? []) {
+      if (a.family !== 'inet' || typeof a.local !== 'string' || typeof a.prefixlen !== 'number') continue;
+      try {
+        add({ ifname: link.ifname, prefix: networkOf(a.local, a.prefixlen), kind: 'address' });
+      } catch {
+        // not a dotted quad: nothing to compare
+      }
+    }
+  }
+  for (const r of (Array.isArray(routes) ? routes : []) as IpRouteJson[]) {
+    if ((r.type ?? 'unicast') !== 'unicast' || !r.dev || r.dev === skipIfname || !r.dst || r.dst === 'default') continue;
+    try {
+      const prefix = r.dst.includes('/') ? r.dst : `${r.dst}/32`;
+      if (parseCidr(prefix).bits > 0) add({ ifname: r.dev, prefix, kind: 'route' });
+    } catch {
+      // not an IPv4 prefix
+    }
+  }
+  return [...out.values()];
+}
+
+/** This machine's IPv4 networks (networksFromIp), except those of interface `skipIfname`. */
+export async function localNetworks(skipIfname?: string): Promise<LocalNetwork[]> {
+  const [addrs, routes] = await Promise.all([
+    runIp(['-j', '-4', 'addr', 'show']),
+    runIp(['-j', '-4', 'route', 'show', 'table', 'all']),
+  ]);
+  return networksFromIp(JSON.parse(addrs || '[]'), JSON.parse(routes || '[]'), skipIfname);
+}
+
+/** Where the kernel sends a packet to an address: the device, and the route's type. */
+export interface RouteTo {
+  /** null: the route has no device. */
+  dev: string | null;
+  /** 'unicast', or 'local' for an address of this machine (dev is then lo). */
+  type: string;
+}
+
+/**
+ * `ip route get` for every address at once: one `ip -batch` process, however many addresses. An
+ * address the kernel has no route for (unreachable, blackhole) is absent from the map.
+ */
+export function routesTo(ips: readonly string[]): Promise<Map<string, RouteTo>> {
+  const out = new Map<string, RouteTo>();
+  const valid = ips.filter((ip) => /^\d{1,3}(\.\d{1,3}){3}$/.test(ip));
+  if (valid.length === 0) return Promise.resolve(out);
+  return new Promise((resolve, reject) => {
+    const child = execFile('ip', ['-j', '-force', '-batch', '-'], { timeout: IP_TIMEOUT_MS, encoding: 'utf8' }, (err, stdout) => {
+      const e = err as (NodeJS.ErrnoException & { killed?: boolean }) | null;
+      if (e?.code === 'ENOENT') return reject(new KernelError('ENOENT', 'ip -batch', '', "cannot run ip: iproute2 (the 'ip' command) is not installed"));
+      if (e?.killed) return reject(new KernelError('ETIMEDOUT', 'ip -batch', '', `ip route get timed out after ${IP_TIMEOUT_MS} ms`));
+      // A failed lookup makes ip exit 1 (with -force it goes on): the lines that came are answers.
+      for (const line of stdout.split('\n')) {
+        if (!line.trim()) continue;
+        try {
+          for (const r of JSON.parse(line) as IpRouteJson[]) {
+            if (r.dst) out.set(r.dst, { dev: r.dev ?? null, type: r.type ?? 'unicast' });
+          }
+        } catch {
+          // not a JSON answer
+        }
+      }
+      resolve(out);
+    });
+    child.stdin?.end(valid.map((ip) => `route get ${ip}\n`).join(''));
+  });
 }

@@ -1,5 +1,5 @@
 // Real `meshd daemon` processes in namespaces, driven through the CLI, on two kinds of topology:
-//   Lan       every node on one bridge (192.168.77.0/24), as in an office or a home.
+//   Lan       every node on one bridge (192.168.77.0/24, or another /24), as in an office or a home.
 //   Internet  every node on its own public-looking subnet behind one core router, with a default
 //             route, as servers at different providers are (198.20.<i>.0/24 and 2a0f:5e00:<i>::/64:
 //             ranges libp2p and meshd treat as public; they exist only inside these namespaces).
@@ -88,6 +88,11 @@ export class MeshNet {
 export class Lan extends MeshNet {
   private hub = '';
 
+  /** `subnet`: the LAN's /24 as its first three octets; node i is <subnet>.<i>. */
+  constructor(private readonly subnet = '192.168.77') {
+    super();
+  }
+
   /** A namespace holding the bridge every node plugs into. */
   async init(): Promise<void> {
     this.hub = await this.t.addNamespace('hub');
@@ -96,7 +101,7 @@ export class Lan extends MeshNet {
   }
 
   /**
-   * A namespace plugged into the bridge as 192.168.77.<i>/24. `before` runs in the new namespace
+   * A namespace plugged into the bridge as <subnet>.<i>/24. `before` runs in the new namespace
    * before the LAN link exists, so interfaces it makes come first in the node's address list.
    */
   async addNode(name: string, opts: { before?: (ns: string) => Promise<void> } = {}): Promise<MeshNode> {
@@ -107,7 +112,7 @@ export class Lan extends MeshNet {
     const port = this.t.name(`p${i}`);
     await run('ip', ['link', 'add', host, 'netns', ns, 'type', 'veth', 'peer', 'name', port, 'netns', this.hub]);
     await this.t.exec(this.hub, 'ip', ['link', 'set', port, 'master', 'br0', 'up']);
-    const lanIp = `192.168.77.${i}`;
+    const lanIp = `${this.subnet}.${i}`;
     await this.t.exec(ns, 'ip', ['addr', 'add', `${lanIp}/24`, 'dev', host]);
     await this.t.exec(ns, 'ip', ['link', 'set', host, 'up']);
     return this.node(name, ns, i, lanIp);
