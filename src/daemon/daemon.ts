@@ -54,7 +54,7 @@ function recentHandshake(lastHandshakeMs: number, now: number): boolean {
 }
 
 /**
- * How long a member just revoked stays a WireGuard peer (and a libp2p connection, gossip.ts): for
+ * How long a member this node just kicked stays a WireGuard peer (and a libp2p connection, sync.ts): for
  * the revocation to reach it, maybe only through the tunnel. It is cut off after that.
  */
 const REVOKED_GRACE_MS = 2_500;
@@ -704,6 +704,11 @@ export class Daemon {
     }
   }
 
+  /** Whether the revocation of `peerId` that counts is one this node signed. */
+  private revokedByUs(ledger: Ledger, peerId: string): boolean {
+    return ledger.events().some((e) => e.body.type === 'revoke' && e.body.member === peerId && e.by === this.peerId && ledger.reasonOf(eventId(e)) === null);
+  }
+
   /** Seniority among administrators: the founder first, then by the founder's grants, in order. */
   private rankOf(peerId: string): number {
     const ledger = this.ledger!;
@@ -980,11 +985,14 @@ export class Daemon {
         working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
         decided: this.finder?.decision(fromBase64(m.record!.wgPublicKey).toString('hex')) ?? null,
       }]));
-    // A member just revoked keeps its WireGuard peer for REVOKED_GRACE_MS: the revocation may
-    // travel to it only through the tunnel (two members behind NATs), and it must learn it.
+    // A member this node has just kicked keeps its WireGuard peer for REVOKED_GRACE_MS: the
+    // revocation may travel to it only through the tunnel (two members behind NATs), and it must
+    // learn it. Only the kicker grants this: a member that learns of a kick later (back from
+    // being offline, its stored ledger stale) drops the peer at once.
     for (const [peerId, d] of this.lastDesired) {
       if (desired.has(peerId) || !ledger.revoked(peerId)) continue;
       let until = this.departing.get(peerId);
+      if (until === undefined && !this.revokedByUs(ledger, peerId)) continue;
       if (until === undefined) {
         until = now + REVOKED_GRACE_MS;
         this.departing.set(peerId, until);

@@ -76,7 +76,7 @@ test('a LAN on 10.0.0.0/24: init refuses the default range and stores nothing; t
 
   // The range it suggested: init works (nothing from the refusals is in the way).
   assert.equal(await lan.cli(a, ['init', '--cidr', '10.77.0.0/24']), 'founded network mesh; this node is 10.77.0.1');
-  assert.equal(await lan.cli(b, ['join', await lan.invite(a)]), 'joined network mesh; this node is 10.77.0.2');
+  assert.equal(await lan.cli(b, ['join', await lan.invite(a)]), 'joined network mesh as bravo; this node is 10.77.0.2');
   assert.equal(await routeDev(lan, b, '10.77.0.1'), b.ifname, 'bravo routes alpha\'s mesh address into the mesh');
   assert.equal(await routeDev(lan, a, '10.77.0.2'), a.ifname);
   await lan.fullMesh();
@@ -119,7 +119,7 @@ test('a join whose network range overlaps the joiner\'s LAN is refused and chang
   assert.deepEqual((await lan.status(a)).peers, [], 'alpha admitted no one');
 
   // The same single-use invite still works (it was never presented), with the override.
-  assert.equal(await lan.cli(b, ['join', '--allow-overlap', invite]), 'joined network mesh; this node is 10.0.0.2');
+  assert.equal(await lan.cli(b, ['join', '--allow-overlap', invite]), 'joined network mesh as bravo; this node is 10.0.0.2');
   // This is the reported bug: alpha's mesh address routes out of the home LAN. Status says so.
   assert.equal(await routeDev(lan, b, '10.0.0.1'), home);
   await waitFor(async () => (await peer(lan, b, 'alpha')).leak === `routes via ${home}`, 15_000, 'bravo\'s status to show the leak to alpha');
@@ -196,7 +196,7 @@ test('init on a taken libp2p port fails with one clear line and leaves nothing; 
   await noNetwork(lan, a);
 
   await holder.kill();
-  assert.equal(await lan.cli(a, ['join', invite]), 'joined network mesh; this node is 10.0.0.2');
+  assert.equal(await lan.cli(a, ['join', invite]), 'joined network mesh as alpha; this node is 10.0.0.2');
   await waitFor(async () => (await ping(lan.t, a.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'alpha to reach bravo');
   assert.deepEqual((await lan.status(b)).peers.map((p) => p.name), ['alpha']);
 });
