@@ -1,4 +1,5 @@
-// Canonical JSON, envelopes, event ids, and parseEnvelope's schema checks on bytes from outside.
+// Canonical JSON, envelopes, event ids, and parseEnvelope's checks on bytes from outside: schemas,
+// the links of format 2 (seq, prev, deps), who may sign what, and entries of the older format.
 import '../../src/util/polyfill.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -8,8 +9,9 @@ import type { PrivateKey } from '@libp2p/interface';
 import {
   canonicalJson, ed25519PeerId, eventId, signEnvelope, signingBytes, verifyEnvelope, type SignedEnvelope,
 } from '../../src/discovery/signed.js';
-import { EnvelopeError, meshRange, parseEnvelope, type EnvelopeErrorCode } from '../../src/discovery/records.js';
-import { newNetwork } from '../../src/discovery/ledger.js';
+import { EnvelopeError, MAX_DEPS, meshRange, parseEnvelope, type EnvelopeErrorCode } from '../../src/discovery/records.js';
+import { newNetwork } from '../../src/discovery/signer.js';
+import { newInviteSecret } from '../../src/discovery/invite.js';
 
 const [K, L] = await Promise.all([1, 2].map(() => generateKeyPair('Ed25519')));
 const id = (k: PrivateKey): string => peerIdFromPrivateKey(k).toString();
@@ -145,16 +147,96 @@ test('parseEnvelope: strict shapes, bounded strings, hostname-like names, real k
   parseFails({ ...env, body: { ...env.body, seq: 2 } }, 'forged');
 });
 
+const hexId = (n: number): string => n.toString(16).padStart(64, '0');
+const link = (over: Record<string, unknown> = {}) => ({ seq: 2, prev: hexId(1), deps: [hexId(2), hexId(3)], at: 1000, ...over });
+const genesisBody = (over: Record<string, unknown> = {}) => ({ type: 'genesis', v: 2, network: NET, seq: 1, prev: null, deps: [], at: 1000, ...over });
+
+test('parseEnvelope accepts every event type of format 2', async () => {
+  const { key } = newInviteSecret();
+  const bodies: Record<string, unknown>[] = [
+    { type: 'admit', network: NET.id, member: id(L), name: 'l', ip: '10.0.0.9', invite: hexId(7), proof: 'A'.repeat(85) + 'w', ...link() },
+    { type: 'admit', network: NET.id, member: id(K), name: 'k', ip: '10.0.0.1', invite: null, proof: null, ...link() },
+    { type: 'revoke', network: NET.id, member: id(L), reason: 'kick', ...link() },
+    { type: 'revoke', network: NET.id, member: id(K), reason: 'leave', ...link() },
+    { type: 'grant', network: NET.id, member: id(L), ...link() },
+    { type: 'invite', network: NET.id, key, expires: 5000, uses: 3, ...link() },
+    { type: 'cancel', network: NET.id, invite: hexId(9), ...link() },
+    { type: 'cancel', network: NET.id, invite: hexId(9), ...link({ seq: 1, prev: null, deps: [hexId(4)] }) },
+    { type: 'cancel', network: NET.id, invite: hexId(9), ...link({ deps: [] }) },
+  ];
+  for (const body of bodies) {
+    const env = await signEnvelope(K, body);
+    assert.deepEqual(parseEnvelope(env), env, String(body.type));
+  }
+  const g = await signEnvelope(K, genesisBody());
+  assert.deepEqual(parseEnvelope(g), g);
+});
+
+test('parseEnvelope: the links of an event (seq, prev, deps) are checked without a ledger', async () => {
+  const cancel = (over: Record<string, unknown>) => signEnvelope(K, { type: 'cancel', network: NET.id, invite: hexId(9), ...link(over) });
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [{ seq: 1, prev: hexId(1) }, /prev must be null exactly for the first event/],
+    [{ seq: 2, prev: null }, /prev must be null exactly for the first event/],
+    [{ deps: [hexId(3), hexId(2)] }, /deps must be sorted and unique/],
+    [{ deps: [hexId(2), hexId(2)] }, /deps must be sorted and unique/],
+    [{ deps: [hexId(1), hexId(2)] }, /deps must not repeat prev/],
+    [{ seq: 1, prev: null, deps: [] }, /at least one parent/],
+    [{ seq: 0, prev: null }, /body\.seq/],
+    [{ seq: 1.5 }, /body\.seq/],
+    [{ prev: 'ab' }, /body\.prev/],
+    [{ prev: hexId(0xabc).toUpperCase() }, /body\.prev/],
+    [{ deps: ['x'] }, /body\.deps\.0/],
+    [{ deps: Array.from({ length: MAX_DEPS + 1 }, (_, i) => hexId(i + 10)) }, /body\.deps/],
+    [{ at: -1 }, /body\.at/],
+  ];
+  for (const [over, message] of cases) parseFails(await cancel(over), 'malformed', message);
+  // Exactly MAX_DEPS is fine.
+  assert.equal(parseEnvelope(await cancel({ deps: Array.from({ length: MAX_DEPS }, (_, i) => hexId(i + 10)) })).by, id(K));
+  // Link fields are part of the strict shape: a missing one is malformed (without `seq` at all, an
+  // admission, revocation or grant reads as format 1: see the next test).
+  const { prev: _p, ...noPrev } = { type: 'grant', network: NET.id, member: id(L), ...link() };
+  parseFails(await signEnvelope(K, noPrev), 'malformed', /body\.prev/);
+  const { deps: _d, ...noDeps } = { type: 'invite', network: NET.id, key: newInviteSecret().key, expires: 1, uses: 1, ...link() };
+  parseFails(await signEnvelope(K, noDeps), 'malformed', /body\.deps/);
+  // A genesis is the root: seq 1, no prev, no deps, version 2.
+  parseFails(await signEnvelope(K, genesisBody({ seq: 2 })), 'malformed', /body\.seq/);
+  parseFails(await signEnvelope(K, genesisBody({ prev: hexId(1) })), 'malformed', /body\.prev/);
+  parseFails(await signEnvelope(K, genesisBody({ deps: [hexId(1)] })), 'malformed', /body\.deps/);
+});
+
+test("parseEnvelope: a ledger entry of format 1 is a 'version' error, not 'malformed'", async () => {
+  const token = 'meshd1.' + 'A'.repeat(40);
+  const older = [
+    { type: 'genesis', network: NET, at: 1000 },
+    { type: 'genesis', v: 1, network: NET, seq: 1, prev: null, deps: [], at: 1000 },
+    { type: 'genesis', v: 3, network: NET, seq: 1, prev: null, deps: [], at: 1000 },
+    { type: 'admit', network: NET.id, member: id(L), name: 'l', invite: token, at: 1000 },
+    { type: 'revoke', network: NET.id, member: id(L), reason: 'kick', at: 1000 },
+    { type: 'grant', network: NET.id, member: id(L), at: 1000 },
+  ];
+  for (const body of older) {
+    parseFails(await signEnvelope(K, body), 'version', /older meshd \(ledger format 1\); this meshd reads format 2/);
+    parseFails(JSON.stringify(await signEnvelope(K, body)), 'version');
+  }
+  // A format-2 body that is merely wrong stays 'malformed'.
+  parseFails(await signEnvelope(K, { type: 'grant', network: NET.id, member: id(L), ...link({ seq: 'x' }) }), 'malformed');
+  parseFails(await signEnvelope(K, { type: 'invite', network: NET.id, at: 1 }), 'malformed');
+});
+
 test('parseEnvelope: who may sign what, as far as the envelope alone can tell', async () => {
   // A record for K signed by L.
   parseFails(await signEnvelope(L, recordBody()), 'unauthorized', /signed by the member itself/);
   // A genesis not signed by its founder.
-  parseFails(await signEnvelope(L, { type: 'genesis', network: NET, at: 1 }), 'unauthorized', /founder/);
+  parseFails(await signEnvelope(L, genesisBody()), 'unauthorized', /founder/);
   // A leave for K signed by L; a kick signed by L is fine here (the ledger checks L is an admin).
-  const revokeBody = (reason: string) => ({ type: 'revoke', network: NET.id, member: id(K), at: 5, reason });
+  const revokeBody = (reason: string) => ({ type: 'revoke', network: NET.id, member: id(K), reason, ...link() });
   parseFails(await signEnvelope(L, revokeBody('leave')), 'unauthorized', /leave/);
   assert.equal(parseEnvelope(await signEnvelope(L, revokeBody('kick'))).by, id(L));
+  assert.equal(parseEnvelope(await signEnvelope(K, revokeBody('leave'))).by, id(K));
   parseFails(await signEnvelope(L, revokeBody('ban')), 'malformed', /reason/);
+  // The signature is checked before the links and the signer: a forgery is 'forged' first.
+  const leave = await signEnvelope(L, revokeBody('leave'));
+  parseFails({ ...leave, body: { ...leave.body, seq: 3 } }, 'forged');
 });
 
 test('parseEnvelope throws only EnvelopeError, whatever it is fed', async () => {
