@@ -28,7 +28,7 @@ import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
 import { createMeshNode, isLoopbackAddr, peerOf } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/sync.js';
-import { join as joinNetwork, serveJoin } from '../discovery/join.js';
+import { NOTABLE_SKEW_MS, describeSkew, join as joinNetwork, serveJoin } from '../discovery/join.js';
 import { reconcile, type DesiredPeer } from './reconcile.js';
 import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
@@ -341,7 +341,8 @@ export class Daemon {
 
   async join(p: { token: string; allowOverlap?: boolean }): Promise<{ meshIp: string; network: string; name: string }> {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
-    const invite = parseInvite(p.token, Date.now());
+    // No expiry check here: the admitting member judges it by its clock (ours may be wrong).
+    const invite = parseInvite(p.token);
     if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await localNetworks(this.opts.ifname), 'join');
     const network = invite.network;
     const t0 = performance.now();
@@ -354,6 +355,9 @@ export class Daemon {
       const ledger = new Ledger(network);
       ledger.addAll(result.envelopes);
       if (!ledger.isMember(this.peerId)) throw new DaemonError('EJOIN', 'the member that answered did not admit us');
+      if (result.skewMs !== null && Math.abs(result.skewMs) > NOTABLE_SKEW_MS) {
+        this.log.warn({ skewMs: result.skewMs }, `this machine's clock is ${describeSkew(result.skewMs)} the admitting member's: check NTP`);
+      }
       if (result.name !== this.name) this.log.warn({ asked: this.name, got: result.name }, `another member is named ${this.name}: this node is ${result.name}`);
       await this.store.setSettings({ ledgerFormat: LEDGER_VERSION });
       await this.store.setNetwork(network);

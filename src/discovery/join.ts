@@ -7,9 +7,16 @@
 //   joiner -> member   { invite: the signed invite event (from the token), proof, record }
 //                      proof: the joiner's peer id signed with the invite's secret (invite.ts);
 //                      the secret itself never leaves the joiner, so the member cannot reuse it
-//   member -> joiner   { ok: false, error: 'clear message' }
-//                   or { ok: true, meshIp, name } then the whole ledger (events parents first,
-//                      then records), one envelope a frame, then { end: true }
+//   member -> joiner   { ok: false, error: 'clear message', now }
+//                   or { ok: true, meshIp, name, now } then the whole ledger (events parents
+//                      first, then records), one envelope a frame, then { end: true }
+//                      (now: the member's clock, ms)
+//
+// Clocks. Only the admitting member's clock judges the invite's expiry; the joiner's clock plays
+// no part (a fresh VM before NTP, a board without a clock: its joins work). The answer carries the
+// member's clock, so a joiner far off (more than 5 minutes) is told so in words: an 'invite
+// expired' refusal says "this machine's clock is 2 h ahead of the member's", and a successful
+// join reports the skew (JoinResult.skewMs) for the daemon to log.
 //
 // Frames are length-prefixed JSON (FrameStream): the request is bounded to 128 KiB, each answer
 // frame to 1 MiB, the whole answer to 64 MiB (no count cap). Unknown fields, garbage, oversized
@@ -86,6 +93,20 @@ export interface JoinResult {
   envelopes: SignedEnvelope[];
   /** The multiaddr of the member that admitted us. */
   via: string;
+  /** Our clock minus the member's, when the answer said (ms; positive: we are ahead). */
+  skewMs: number | null;
+}
+
+/** Clocks further apart than this are worth a word to the user. */
+export const NOTABLE_SKEW_MS = 5 * 60_000;
+
+/** "2 h ahead of", "15 min behind": how far this machine's clock is from another's. */
+export function describeSkew(skewMs: number): string {
+  const abs = Math.abs(skewMs);
+  const amount = abs >= 36 * 3_600_000 ? `${Math.round(abs / 86_400_000)} days`
+    : abs >= 90 * 60_000 ? `${Math.round(abs / 3_600_000)} h`
+    : abs >= 90_000 ? `${Math.round(abs / 60_000)} min` : `${Math.round(abs / 1000)} s`;
+  return `${amount} ${skewMs > 0 ? 'ahead of' : 'behind'}`;
 }
 
 // ---- client -------------------------------------------------------------------------------------
@@ -126,7 +147,8 @@ export async function join(
   try {
     const proof = inviteProof(invite.secret, { network: invite.network.id, invite: invite.id, member: self });
     await frames.write({ invite: invite.envelope, proof, record: selfRecord }, signal);
-    const result = await readReply(frames, signal);
+    const sent = Date.now();
+    const result = await readReply(frames, signal, sent);
     await frames.close();
     return { ...result, via: addr };
   } catch (err) {
@@ -137,12 +159,17 @@ export async function join(
   }
 }
 
-async function readReply(frames: FrameStream, signal: AbortSignal): Promise<{ meshIp: string; name: string; envelopes: SignedEnvelope[] }> {
+async function readReply(frames: FrameStream, signal: AbortSignal, sent: number): Promise<{ meshIp: string; name: string; envelopes: SignedEnvelope[]; skewMs: number | null }> {
   const head = await frames.read(signal);
   if (head === null || typeof head !== 'object') throw new FrameError('answer is not an object');
   const h = head as Record<string, unknown>;
+  // The member's clock, against ours halfway through the exchange (the answer took that long).
+  const skewMs = Number.isSafeInteger(h.now) ? Math.round((sent + Date.now()) / 2 - (h.now as number)) : null;
   if (h.ok === false) {
-    const msg = typeof h.error === 'string' && h.error.length > 0 ? h.error.slice(0, 500) : 'refused without a reason';
+    let msg = typeof h.error === 'string' && h.error.length > 0 ? h.error.slice(0, 500) : 'refused without a reason';
+    if (skewMs !== null && Math.abs(skewMs) > NOTABLE_SKEW_MS) {
+      msg += ` (this machine's clock is ${describeSkew(skewMs)} the member's; the member judges invites by its own clock)`;
+    }
     throw new JoinError('refused', msg);
   }
   if (h.ok !== true || typeof h.meshIp !== 'string' || typeof h.name !== 'string') throw new FrameError('malformed answer');
@@ -157,7 +184,7 @@ async function readReply(frames: FrameStream, signal: AbortSignal): Promise<{ me
       // One bad envelope does not spoil the others; the caller's ledger decides what counts.
     }
   }
-  return { meshIp: h.meshIp, name: h.name, envelopes };
+  return { meshIp: h.meshIp, name: h.name, envelopes, skewMs };
 }
 
 // ---- server -------------------------------------------------------------------------------------
@@ -241,17 +268,17 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
       } catch (err) {
         if (!(err instanceof Refusal)) throw err;
         log.info({ joiner, error: err.message }, 'join refused');
-        await frames.write({ ok: false, error: err.message }, signal);
+        await frames.write({ ok: false, error: err.message, now: now() }, signal);
         await frames.close();
         return;
       }
       const outcome = await admitJoiner(request, joiner);
       if ('error' in outcome) {
         log.info({ joiner, error: outcome.error }, 'join refused');
-        await frames.write({ ok: false, error: outcome.error }, signal);
+        await frames.write({ ok: false, error: outcome.error, now: now() }, signal);
       } else {
         const envelopes = ledgerDelta(ledger, null);
-        await frames.write({ ok: true, meshIp: outcome.meshIp, name: outcome.name }, signal);
+        await frames.write({ ok: true, meshIp: outcome.meshIp, name: outcome.name, now: now() }, signal);
         for (let i = 0; i < envelopes.length; i += WRITE_BATCH) {
           await frames.writeMany(envelopes.slice(i, i + WRITE_BATCH), signal);
         }

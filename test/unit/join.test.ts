@@ -142,8 +142,9 @@ test('forged, foreign, expired, cancelled and non-administrator invites are refu
   const stream = await node.dialProtocol(peerIdFromString(a.id), JOIN_PROTOCOL);
   const lp = lpStream(stream);
   await lp.write(new TextEncoder().encode(JSON.stringify({ invite: good.envelope, proof: 'x', record: notMine })));
-  const answer = JSON.parse(new TextDecoder().decode((await lp.read()).subarray()));
-  assert.deepEqual(answer, { ok: false, error: 'forged invite: the joiner does not hold its secret' });
+  const answer = JSON.parse(new TextDecoder().decode((await lp.read()).subarray())) as { ok: boolean; error: string; now: number };
+  assert.deepEqual([answer.ok, answer.error], [false, 'forged invite: the joiner does not hold its secret']);
+  assert.ok(Math.abs(answer.now - Date.now()) < 10_000, "the answer carries the member's clock");
   await stream.close();
 
   assert.equal(a.ledger.members().length, 2, 'nobody was admitted');
@@ -165,6 +166,31 @@ test('a joiner whose name is taken gets a unique one, and says which', async (t)
   }
   assert.deepEqual(names, ['vm', 'vm-2', 'vm-3']);
   assert.deepEqual(a.ledger.members().map((m) => m.name), ['founder', 'vm', 'vm-2', 'vm-3']);
+});
+
+test("only the member's clock judges an invite; a joiner whose clock is far off is told so in words", async (t) => {
+  const net = await newNet();
+  const HOUR = 3_600_000;
+  // The member's clock is 2 h behind the joiner's (the joiner: a fresh VM before NTP).
+  const memberNow = () => Date.now() - 2 * HOUR;
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { settleMs: 0, now: memberNow });
+  t.after(() => a.stop());
+  const issue = async (ttlMs: number) => {
+    const { envelope, secret } = await net.signer.issueInvite({ uses: 1, ttlMs }, memberNow());
+    return encodeInvite({ network: net.network, envelope, secret, bootstrap: a.addrs });
+  };
+  // A fresh 1-hour invite has "expired" an hour ago by the joiner's clock: it still works.
+  const fresh = await issue(HOUR);
+  assert.ok(fresh.expires < Date.now(), 'expired by the joiner\'s clock');
+  const j = await joinerNode(t, net);
+  const r = await tryJoin(net, j.node, j.key, fresh, 'node-j');
+  assert.equal(r.meshIp, '10.0.0.2');
+  assert.ok(r.skewMs !== null && Math.abs(r.skewMs - 2 * HOUR) < 60_000, `skew reported: ${r.skewMs}`);
+  // An invite that did expire, by the member's clock: the refusal says whose clock is off.
+  const old = await issue(1);
+  await new Promise((r) => setTimeout(r, 5));
+  const k = await joinerNode(t, net);
+  await assert.rejects(tryJoin(net, k.node, k.key, old), refused(/^invite expired; ask an administrator for a new one \(this machine's clock is 2 h ahead of the member's; the member judges invites by its own clock\)$/));
 });
 
 test('two joiners with one single-use invite at two members at once: exactly one gets in', async (t) => {

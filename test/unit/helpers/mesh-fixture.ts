@@ -95,6 +95,8 @@ export interface PeerOptions {
   publishRecord?: boolean;
   sync?: LedgerSyncOptions;
   listen?: string[];
+  /** The member's clock (serveJoin's `now`). */
+  now?: () => number;
 }
 
 /** A member (or a would-be member) with its node, sync and join server running. */
@@ -111,7 +113,7 @@ export async function startPeer(net: Net, key: PrivateKey, name: string, ledger:
   const signer = key === net.founderKey ? net.signer : new Signer(key, ledger);
   const sync = new LedgerSync(node, ledger, net.network.id, { ...FAST, ...opts.sync, logger: testLog });
   await sync.start();
-  const joins = await serveJoin(node, { ledger, signer, sync, settleMs: opts.settleMs ?? 300, logger: testLog });
+  const joins = await serveJoin(node, { ledger, signer, sync, settleMs: opts.settleMs ?? 300, logger: testLog, now: opts.now });
   const addrs = node.getMultiaddrs().map(String);
   const id = idOf(key);
   if (opts.publishRecord ?? ledger.isMember(id)) {
