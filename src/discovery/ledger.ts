@@ -6,7 +6,11 @@
 // Causal history, not timestamps (records.ts has the shapes). Every event names its signer's
 // previous event (`prev`: a per-signer hash chain, position `seq`) and the heads of the ledger its
 // signer had seen (`deps`). An event is stored only once its whole history is here; until then it
-// is held (anti-entropy fetches the rest) and never guessed. The fold applies stored events in a
+// is held (anti-entropy fetches the rest; `hold: false` refuses instead, for what a non-member
+// sends) and never guessed. Whether it is stored at all depends on its history alone, so every
+// ledger stores the same events: a signer's first event must have an admission of it in its past
+// (a node never admitted adds nothing), each later one must follow its previous, and a network
+// has one genesis. The fold applies stored events in a
 // deterministic topological order: by height (1 + the highest parent's), then by event id. `at`
 // (the signer's wall clock) judges one thing only: invite expiry, by the admitting member's clock.
 //
@@ -65,7 +69,8 @@
 //   interface AddResult { status, id?, reason? }
 //   class Ledger {
 //     constructor(network?: string | NetworkInfo, limits?: { maxHeld?: number; maxHeldRecords?: number })
-//     add(env): AddStatus; ingest(env): AddResult; addAll(envs): { new, known, pending, invalid }
+//     add(env): AddStatus; ingest(env, { hold? }): AddResult
+//     addAll(envs, { hold? }): { new, known, pending, invalid }   parents first, whatever the order
 //         'new' also counts held events released by this one (ingest's result is for env itself)
 //     has(id); get(id); heads(): string[]; digest(): string; recordsDigest(): string
 //     events(): stored events, parents first (fold order); size(): how many
@@ -273,19 +278,21 @@ export class Ledger {
     return this.ingest(env).status;
   }
 
-  ingest(env: unknown): AddResult {
+  /** `hold: false`: an event whose history is missing is refused instead of held (from a non-member). */
+  ingest(env: unknown, opts: { hold?: boolean } = {}): AddResult {
     const stored = { count: 0 };
-    const result = this.#ingest(env, stored);
+    const result = this.#ingest(env, stored, opts.hold ?? true);
     if (stored.count > 0) this.#notify();
     return result;
   }
 
-  addAll(envs: Iterable<unknown>): { new: number; known: number; pending: number; invalid: number } {
+  /** Adds a batch, parents before children whatever order it came in (a store's key order). */
+  addAll(envs: Iterable<unknown>, opts: { hold?: boolean } = {}): { new: number; known: number; pending: number; invalid: number } {
     const counts = { new: 0, known: 0, pending: 0, invalid: 0 };
     const stored = { count: 0 };
-    for (const env of envs) {
+    for (const env of parentsFirst([...envs])) {
       const before = stored.count;
-      const status = this.#ingest(env, stored).status;
+      const status = this.#ingest(env, stored, opts.hold ?? true).status;
       if (status === 'new') counts.new += stored.count - before;
       else counts[status]++;
     }
@@ -293,7 +300,7 @@ export class Ledger {
     return counts;
   }
 
-  #ingest(input: unknown, stored: { count: number }): AddResult {
+  #ingest(input: unknown, stored: { count: number }, hold: boolean): AddResult {
     let env;
     try {
       env = parseEnvelope(input);
@@ -315,6 +322,7 @@ export class Ledger {
     const parents = body.prev === null ? [...body.deps] : [body.prev, ...body.deps];
     const waiting = new Set(parents.filter((p) => !this.#nodes.has(p)));
     if (waiting.size > 0) {
+      if (!hold) return { status: 'invalid', id, reason: 'its history is missing (not held: it came from a non-member)' };
       if (this.#held.size >= this.#maxHeld) return { status: 'invalid', id, reason: 'too many events waiting for their history' };
       this.#held.set(id, { env: ev, waiting });
       for (const p of waiting) {
@@ -408,17 +416,45 @@ export class Ledger {
     return null;
   }
 
-  /** Whether a complete event may be stored at all (the fold decides whether it counts). */
+  /**
+   * Whether a complete event may be stored at all (the fold decides whether it counts). Decided
+   * by the event's own causal past only, so every ledger stores the same events whatever order
+   * they came in: a signer's first event must have an admission of it in its past (its later
+   * events reach that one through prev), so a node never admitted cannot add events at all.
+   */
   #admissible(env: Event, parents: readonly string[]): string | null {
     const body = env.body;
-    if (body.type === 'genesis') return null;
-    if (!this.#admitted.has(env.by)) return 'its signer was never admitted';
+    if (body.type === 'genesis') {
+      // One root per network. A second genesis could only come from the founder's key (a former
+      // founder's, say): refused, so it cannot turn the founder's whole chain into a fork.
+      return this.#order.some((n) => n.env.body.type === 'genesis') ? 'a network has one genesis' : null;
+    }
+    if (parents.length === 0) return 'no parent';
     if (body.prev !== null) {
       const prev = this.#nodes.get(body.prev)!;
       if (prev.env.by !== env.by || prev.env.body.seq !== body.seq - 1) return "prev is not its signer's previous event";
+      return null;
     }
-    if (parents.length === 0) return 'no parent';
-    return null;
+    return this.#admittedInPast(env.by, parents) ? null : 'its signer was never admitted';
+  }
+
+  /** Is there an admission of `member` among these events or their ancestors? */
+  #admittedInPast(member: string, from: readonly string[]): boolean {
+    if (!this.#admitted.has(member)) return false; // no stored admission names it at all
+    const seen = new Set<string>(from);
+    const stack = [...from];
+    while (stack.length > 0) {
+      const node = this.#nodes.get(stack.pop()!)!;
+      const b = node.env.body;
+      if (b.type === 'admit' && b.member === member) return true;
+      for (const p of node.parents) {
+        if (!seen.has(p)) {
+          seen.add(p);
+          stack.push(p);
+        }
+      }
+    }
+    return false;
   }
 
   #dropWaitersOf(id: string): void {
@@ -971,4 +1007,48 @@ function uniqueName(names: Map<string, string>, name: string): string {
     const candidate = name.slice(0, 63 - suffix.length) + suffix;
     if (!names.has(candidate)) return candidate;
   }
+}
+
+/**
+ * Envelopes reordered so that an event comes after those of its parents that are in the batch
+ * (the rest keep their order). Anything that does not look like an event keeps its place.
+ */
+function parentsFirst(envs: unknown[]): unknown[] {
+  const ids = new Map<string, number>();
+  const parentsOf: Array<string[]> = envs.map(() => []);
+  envs.forEach((env, i) => {
+    try {
+      const body = (env as { body?: { prev?: unknown; deps?: unknown } }).body;
+      if (!body || typeof body !== 'object') return;
+      ids.set(eventId(env as SignedEnvelope), i);
+      const deps = Array.isArray(body.deps) ? body.deps.filter((d): d is string => typeof d === 'string') : [];
+      parentsOf[i] = typeof body.prev === 'string' ? [body.prev, ...deps] : deps;
+    } catch {
+      // not JSON-able: the ledger will call it invalid wherever it is
+    }
+  });
+  const out: unknown[] = [];
+  const state = new Uint8Array(envs.length); // 0 new, 1 in progress, 2 done
+  for (let start = 0; start < envs.length; start++) {
+    if (state[start] !== 0) continue;
+    // Iterative depth-first walk: parents (in the batch) before the event itself.
+    const stack: Array<{ i: number; next: number }> = [{ i: start, next: 0 }];
+    state[start] = 1;
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1];
+      const parents = parentsOf[top.i];
+      if (top.next < parents.length) {
+        const j = ids.get(parents[top.next++]);
+        if (j !== undefined && state[j] === 0) {
+          state[j] = 1;
+          stack.push({ i: j, next: 0 });
+        }
+        continue;
+      }
+      state[top.i] = 2;
+      out.push(envs[top.i]);
+      stack.pop();
+    }
+  }
+  return out;
 }

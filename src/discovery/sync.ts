@@ -523,7 +523,8 @@ export class LedgerSync {
     });
     const before = new Set(ids.filter((id): id is string => id !== null && this.#ledger.has(id)));
     try {
-      this.#ledger.addAll(values);
+      // Only a member's events may wait for their history here: a stranger cannot fill the buffer.
+      this.#ledger.addAll(values, { hold: this.#ledger.isMember(peer) });
     } catch (err) {
       this.#log.error({ err: (err as Error).message }, 'a ledger listener failed');
     }

@@ -116,7 +116,7 @@ test('forged: a secret that does not belong to the key, a tampered event, a swap
   const p = parseInvite(encodeRaw({ ...t, invite: byM, secret: Buffer.from(mine.secret).toString('base64url') }));
   assert.equal(p.issuer, idOf(M));
   const l = founder.ledger;
-  assert.equal(l.ingest(p.envelope).reason, 'its signer was never admitted');
+  assert.equal(l.ingest(p.envelope).reason, "prev is not its signer's previous event", 'not even storable: it continues the founder\'s chain');
 });
 
 test('malformed: garbage, truncated, wrong prefix, not an invite, parts that disagree', async () => {
