@@ -40,6 +40,7 @@ import { openStreamLink, serveStreamLinks, type StreamLinkHost } from '../discov
 import { idNumber } from '../discovery/relay.js';
 import { PathFinder } from './pathfinder.js';
 import { udpBindFactory } from '../wg/bind.js';
+import { MonotonicStamps } from '../wg/tai64n.js';
 import { TunnelProber } from './prober.js';
 
 /**
@@ -228,7 +229,14 @@ export class Daemon {
       let device: Engine['device'] | null = null;
       const paths = new Paths({ logger: opts.logger, relay: opts.relay ?? true, endpointOf: (hex) => device?.peers.get(hex)?.endpoint ?? null });
       const bind = paths.bindFactory(udpBindFactory(opts.datapath === 'native' ? 'native' : 'dgram'));
-      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger, onInterfaceGone: opts.onInterfaceGone, bind });
+      // Initiation timestamps only go up, across clock jumps and restarts (tai64n.ts): the floor
+      // a restart begins above lives in the store.
+      const floor = (await store.getSettings<{ tai64nFloor: string }>()).tai64nFloor;
+      const stamps = new MonotonicStamps({
+        floor: typeof floor === 'string' ? Buffer.from(floor, 'base64') : null,
+        reserve: (f) => void store.setSettings({ tai64nFloor: f.toString('base64') }).catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot store the handshake timestamp floor')),
+      });
+      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger, onInterfaceGone: opts.onInterfaceGone, bind, stamps });
       device = engine.device;
       paths.setIdentity(Buffer.from(wgKey));
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
@@ -278,9 +286,9 @@ export class Daemon {
     const ledger = new Ledger(network);
     ledger.addAll(events);
     await this.store.setSettings({ ledgerFormat: LEDGER_VERSION });
-    await this.store.setNetwork(network);
-    await this.persist(ledger.events());
     try {
+      await this.store.setNetwork(network);
+      await this.persist(ledger.events(), true);
       await this.startNetwork(network, ledger, null);
     } catch (err) {
       await this.undoMembership();
@@ -302,7 +310,6 @@ export class Daemon {
     // The invite event is persisted and pushed before the token exists: every administrator sees
     // it (meshd invites) and can cancel it; the secret goes into the token only.
     const { envelope, secret } = await this.signer!.issueInvite({ ttlMs: p.ttlMs, uses }, Date.now());
-    await this.persist([envelope], true);
     await this.sync?.publish(envelope);
     const inv = encodeInvite({ network, envelope, secret, bootstrap });
     return { token: inv.token, id: inv.id, expires: inv.expires, uses: inv.uses };
@@ -331,10 +338,12 @@ export class Daemon {
     return { cancelled: info.id };
   }
 
-  /** Signs an event of ours, persists it, then pushes it: nothing we said is lost by a crash. */
+  /**
+   * Signs an event of ours (the Signer persists it first: a full disk fails the command and
+   * changes nothing), then pushes it: nothing we said is lost by a crash.
+   */
   private async signAndPublish(draft: Draft): Promise<SignedEnvelope> {
     const env = await this.signer!.sign(draft, Date.now());
-    await this.persist([env], true);
     await this.sync?.publish(env);
     return env;
   }
@@ -549,7 +558,8 @@ export class Daemon {
   private async startNetwork(network: NetworkInfo, ledger: Ledger, node: Libp2p | null): Promise<void> {
     this.network = network;
     this.ledger = ledger;
-    this.signer = new Signer(this.identity, ledger);
+    // Our own events are on disk before they count here, and before anyone sees them.
+    this.signer = new Signer(this.identity, ledger, (env) => this.persist([env], true));
     // Record sequence numbers come from a stored counter (never the clock), and never go below
     // what the members already hold of ours.
     const stored = Number((await this.store.getSettings<{ recordSeq: number }>()).recordSeq ?? 0);
@@ -568,7 +578,7 @@ export class Daemon {
       this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log, throughMesh: true });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
-      serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log, onAdmit: (env: SignedEnvelope) => this.persist([env], true) });
+      serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log });
       ledger.onChange(() => this.inBackground('applying a ledger change', this.onLedgerChange()));
       this.relayService = await serveRelay(this.node, {
         enabled: () => this.paths.relay,

@@ -1,8 +1,10 @@
 // Signing ledger events: a member's own chain. Every event a node signs names its previous event
 // and the heads it has seen (records.ts); two events at one chain position would be equivocation
 // (ledger.ts removes a member for it). So a node signs through one Signer, which signs one event
-// at a time and adds each to the ledger before the next: the caller persists the result before
-// publishing it, and a crash in between loses only an event nobody has seen.
+// at a time, hands it to `persist` (the daemon's store: a failure, a full disk, throws and the
+// event is dropped: nothing changed, and the next event takes its place in the chain), and only
+// then adds it to the ledger. The caller publishes it after that: a crash at any point loses only
+// an event nobody has seen.
 //
 // Exported API:
 //   newNetwork({ name, founder, cidr? }): NetworkInfo           random id and pnet key
@@ -14,12 +16,12 @@
 //              | { type: 'revoke', member, reason? } | { type: 'grant', member }
 //              | { type: 'invite', key, expires, uses } | { type: 'cancel', invite }
 //   class Signer {
-//     constructor(key: PrivateKey, ledger: Ledger)
+//     constructor(key: PrivateKey, ledger: Ledger, persist?: (env) => Promise<void>)
 //     readonly peerId: string
 //     sign(draft: Draft, now: number): Promise<SignedEnvelope<EventBody>>
-//         fills network, seq, prev, deps and at, validates, signs, adds to the ledger (so the next
-//         event follows it) and returns it; throws EnvelopeError for a body no peer would accept,
-//         and refuses an event the ledger itself would not store
+//         fills network, seq, prev, deps and at, validates, signs, persists, adds to the ledger (so
+//         the next event follows it) and returns it; throws EnvelopeError for a body no peer would
+//         accept, or what persist threw (and then nothing changed)
 //     issueInvite({ ttlMs?, uses? }, now): Promise<{ envelope, secret }>
 //   }
 import { randomBytes } from 'node:crypto';
@@ -102,7 +104,11 @@ export class Signer {
   readonly peerId: string;
   #queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly key: PrivateKey, private readonly ledger: Ledger) {
+  constructor(
+    private readonly key: PrivateKey,
+    private readonly ledger: Ledger,
+    private readonly persist: (env: SignedEnvelope<EventBody>) => Promise<void> = async () => {},
+  ) {
     this.peerId = peerIdFromPrivateKey(key).toString();
   }
 
@@ -116,6 +122,7 @@ export class Signer {
       if (draft.type === 'admit') body.ip = draft.ip ?? this.ledger.nextAddress() ?? intToIp(meshRange(network.cidr)!.base + 1);
       const [schema, what] = SCHEMAS[draft.type];
       const env = await build(this.key, checkBody(schema, body, what) as EventBody);
+      await this.persist(env);
       const r = this.ledger.ingest(env);
       if (r.status !== 'new') throw new EnvelopeError('malformed', `the ledger does not take this ${what}: ${r.reason ?? r.status}`);
       return env;

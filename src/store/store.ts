@@ -10,7 +10,9 @@
 //   settings   <name>      one entry per setting (interface name, ports, ...)
 //
 // Every change is one batch on the root database written with sync: true, so after a crash (even
-// a power cut) a change is either all there or not there at all.
+// a power cut) a change is either all there or not there at all. A write that fails (a full disk)
+// throws StoreError('ENOSPC', ...) and changes nothing; the next write reopens the database,
+// because LevelDB keeps a write error until it is reopened.
 import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Level } from 'level';
@@ -225,10 +227,34 @@ export class Store {
   /** Every write goes through here: one batch on the root database, fsynced, all or nothing. */
   private async commit(ops: Op[]): Promise<void> {
     if (ops.length === 0) return;
+    // LevelDB keeps a write error (a full disk) for good: every later write fails with it, even
+    // once space is back. So after a failed write the next one reopens the database first.
+    if (this.failed) await this.reopen();
     try {
       await this.db.batch(ops, WRITE);
     } catch (err) {
-      throw ioError(this.dir, 'write', err);
+      const e = ioError(this.dir, 'write', err);
+      if (e.code !== 'ECLOSED') this.failed = true;
+      throw e;
+    }
+  }
+
+  /** True after a write failed: LevelDB may hold the error; the next write reopens first. */
+  private failed = false;
+
+  private async reopen(): Promise<void> {
+    try {
+      await this.db.close();
+      await this.db.open();
+      // Sublevels closed with their parent; they do not reopen by themselves.
+      for (const sub of [this.identity, this.network, this.envelopes, this.settings]) await sub.open();
+      this.failed = false;
+      this.log.info({ dir: this.dir }, 'state database reopened after a failed write');
+    } catch (err) {
+      // Still no space (opening writes a new log), or worse: this write fails the same way, and
+      // the next one tries again.
+      if (this.db.status !== 'open') await this.db.open().catch(() => {});
+      throw ioError(this.dir, 'write', (err as { cause?: unknown }).cause ?? err);
     }
   }
 }

@@ -7,6 +7,7 @@
 // transport header and padding, collect each slot's key, seal the whole batch at once
 // (BatchCipher: native or reference), send the batch. The receive path mirrors it: parse headers,
 // open the batch at once, then the replay window, roaming, timers and the source check.
+import { MonotonicStamps } from './tai64n.js';
 import type { BatchCipher } from './cipher.js';
 import {
   DEFAULT_MTU, MAX_STAGED_PACKETS, PADDING_MULTIPLE, PROTOCOL_TIMINGS, REJECT_AFTER_MESSAGES,
@@ -65,6 +66,8 @@ export interface DeviceOptions {
   logger?: Logger;
   /** Handshake messages per second above which the device asks for cookies (mac2). */
   underLoadThreshold?: number;
+  /** Where initiation timestamps come from (default: monotonic from the wall clock, no floor). */
+  stamps?: MonotonicStamps;
 }
 
 /** Why packets were dropped; reported by `meshd engine` and tests. */
@@ -105,6 +108,7 @@ export class Device implements Configurable {
   private readonly cipher: BatchCipher;
   private readonly output: DeviceOutput;
   private readonly clock: Clock;
+  private readonly stamps: MonotonicStamps;
   private readonly timings: Timings;
   private readonly log: Logger;
   private readonly underLoadThreshold: number;
@@ -127,6 +131,7 @@ export class Device implements Configurable {
     this.cipher = opts.cipher;
     this.output = opts.output;
     this.clock = opts.clock ?? systemClock;
+    this.stamps = opts.stamps ?? new MonotonicStamps();
     this.timings = opts.timings ?? PROTOCOL_TIMINGS;
     this.mtu = opts.mtu ?? DEFAULT_MTU;
     this.log = opts.logger ?? silent;
@@ -449,7 +454,7 @@ export class Device implements Configurable {
     hs.lastSentHandshake = now;
     if (hs.localIndex !== 0) this.indices.delete(hs.localIndex);
     const index = this.indices.newIndex(peer);
-    const msg = createInitiation(this.identity, hs, index, this.clock.wall());
+    const msg = createInitiation(this.identity, hs, index, this.stamps.next(this.clock.wall()));
     if (msg === null) { this.indices.delete(index); return; }
     peer.cookieGenerator.addMacs(msg, now);
     peer.timers.anyAuthenticatedPacketTraversal(now);

@@ -3,6 +3,7 @@
 // server and to the mesh daemon. Two data paths share every line of protocol code and differ
 // only in what they plug in here: `native` (batched TUN/recvmmsg/sendmmsg/AEAD in the addon) and
 // `reference` (noble AEAD and node dgram; the TUN is always the addon's).
+import { MonotonicStamps } from './tai64n.js';
 import { udpBindFactory, type Bind, type BindFactory } from './bind.js';
 import { createCipher } from './cipher.js';
 import { ConfigError, EADDRINUSE, EINVAL, EOPNOTSUPP, type Configurable, type DeviceSet, type DeviceSnapshot } from './config.js';
@@ -32,6 +33,8 @@ export interface EngineOptions {
    * exits in that case, and so does `meshd engine`.
    */
   onInterfaceGone?: (ifname: string) => void;
+  /** Initiation timestamps (the daemon's keeps its floor in the store, across restarts). */
+  stamps?: MonotonicStamps;
 }
 
 /** The data path chosen by MESHD_DATAPATH (default native). */
@@ -64,6 +67,7 @@ export class Engine implements Configurable {
         write: (b) => this.tun.write(b),
       },
       timings: opts.timings ?? PROTOCOL_TIMINGS,
+      stamps: opts.stamps,
       mtu: tun.mtu,
       logger: opts.logger,
     });

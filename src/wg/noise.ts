@@ -67,7 +67,7 @@ const mixKey = (ck: Buffer, data: Uint8Array): Buffer => kdf1(ck, data);
  * when the peer cannot be talked to (no private key, low-order peer key).
  */
 export function createInitiation(
-  local: StaticKey, hs: Handshake, localIndex: number, nowWallMs: number,
+  local: StaticKey, hs: Handshake, localIndex: number, timestamp: Uint8Array,
 ): Buffer | null {
   if (!hs.precomputedStaticStatic) return null;
   const msg = Buffer.alloc(Initiation.size);
@@ -90,7 +90,7 @@ export function createInitiation(
   h = mixHash(h, encStatic);
 
   [ck, key] = kdf2(ck, hs.precomputedStaticStatic);
-  const encTimestamp = aead(key, 0n, tai64n.stamp(nowWallMs), h);
+  const encTimestamp = aead(key, 0n, Buffer.from(timestamp.buffer, timestamp.byteOffset, timestamp.byteLength), h);
   encTimestamp.copy(msg, Initiation.timestamp);
   h = mixHash(h, encTimestamp);
 

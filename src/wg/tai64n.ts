@@ -37,3 +37,76 @@ export function after(a: Uint8Array, b: Uint8Array): boolean {
   }
   return false;
 }
+
+/** One whitening step: the smallest increase a whitened timestamp can show. */
+const STEP_NS = WHITENER_MASK + 1;
+
+/** `ts` plus one whitening step (carrying into the seconds). */
+export function nextAfter(ts: Uint8Array): Buffer {
+  const out = Buffer.from(ts);
+  let nanos = out.readUInt32BE(8) + STEP_NS;
+  let hi = out.readUInt32BE(0);
+  let lo = out.readUInt32BE(4);
+  if (nanos >= 1_000_000_000) {
+    nanos -= 1_000_000_000;
+    lo += 1;
+    if (lo >= TWO_32) { lo -= TWO_32; hi += 1; }
+  }
+  out.writeUInt32BE(hi, 0);
+  out.writeUInt32BE(lo, 4);
+  out.writeUInt32BE(nanos - (nanos & WHITENER_MASK), 8);
+  return out;
+}
+
+/**
+ * Timestamps that only go up, whatever the wall clock does (a responder refuses an initiation
+ * that is not later than the last one it accepted from us, so after a clock jump back our
+ * rekeys would be refused until the clock caught up: minutes, or days). The next stamp is the
+ * wall clock's, or one whitening step after the last one given out, whichever is later.
+ *
+ * Across restarts the last one given out is gone, so the source starts from a floor the caller
+ * keeps (the daemon: its store): `reserve` is called before a stamp passes the current floor,
+ * with a new floor a while ahead (RESERVE_MS), and the source does not hand out that stamp until
+ * a floor is reserved: it raises its own floor at once and the caller persists it (in the
+ * background). Every stamp given out is below the last floor reserved, so a restart that begins
+ * above the stored floor never goes back. (A crash in the moment between a reservation and its
+ * write can: peers then refuse our initiations until our stamps pass theirs, as after a jump
+ * without this source.)
+ */
+export class MonotonicStamps {
+  static readonly RESERVE_MS = 10 * 60_000;
+  #last: Buffer | null;
+  #floor: Buffer | null;
+
+  constructor(private readonly opts: { floor?: Uint8Array | null; reserve?: (floor: Buffer) => void } = {}) {
+    const f = opts.floor && opts.floor.length === TIMESTAMP_SIZE ? Buffer.from(opts.floor) : null;
+    this.#last = f;
+    this.#floor = f;
+  }
+
+  /** The next timestamp for an initiation, at wall-clock time `wallMs`. */
+  next(wallMs: number): Buffer {
+    let ts = stamp(wallMs);
+    if (this.#last !== null && !after(ts, this.#last)) ts = nextAfter(this.#last);
+    this.#last = ts;
+    if (this.opts.reserve && (this.#floor === null || !after(this.#floor, ts))) {
+      // The floor the next start begins above: this stamp plus a while.
+      const ahead = stamp(Math.max(wallMs, unstampMs(ts)) + MonotonicStamps.RESERVE_MS);
+      this.#floor = ahead;
+      this.opts.reserve(ahead);
+    }
+    return ts;
+  }
+
+  /** The last timestamp handed out, if any. */
+  get last(): Buffer | null {
+    return this.#last;
+  }
+}
+
+/** Milliseconds since the Unix epoch of a timestamp (the inverse of stamp, to the whitening). */
+export function unstampMs(ts: Uint8Array): number {
+  const b = Buffer.from(ts);
+  const seconds = (b.readUInt32BE(0) - BASE_HI) * TWO_32 + b.readUInt32BE(4) - BASE_LO;
+  return seconds * 1000 + Math.floor(b.readUInt32BE(8) / 1_000_000);
+}

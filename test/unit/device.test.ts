@@ -135,6 +135,25 @@ test('rekey after REKEY_AFTER_TIME keeps traffic flowing with a new session', ()
   assert.ok(initiations >= 2 && initiations <= 6, `initiations: ${initiations}`);
 });
 
+test('a wall clock that jumps back a day: rekeys are still accepted (timestamps only go up)', () => {
+  const { wire, a, b } = pair();
+  wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);
+  wire.pump();
+  const firstIndex = a.device.peers.values().next().value!.keypairs.current!.localIndex;
+  wire.clock.wallBase -= 86_400_000; // NTP steps a's clock (and b's: one clock on this wire) back
+  for (let s = 0; s < 20; s++) {
+    wire.advance(500);
+    wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);
+    wire.sendIp(b, [ipv4('10.0.0.2', '10.0.0.1', 10)]);
+    wire.pump();
+  }
+  const current = a.device.peers.values().next().value!.keypairs.current!;
+  assert.notEqual(current.localIndex, firstIndex, 'a new session was negotiated after the jump');
+  assert.equal(b.delivered.length, 21, 'nothing lost');
+  assert.equal(a.delivered.length, 20);
+  assert.equal(b.device.drops.handshake, 0, 'no initiation refused as a replay');
+});
+
 test('keepalive answers one-way data; sessions expire after REJECT_AFTER_TIME without traffic', () => {
   const { wire, a, b } = pair();
   wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);

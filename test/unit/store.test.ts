@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { Logger } from '../../src/util/log.js';
 import { Store, StoreError, type NetworkInfo } from '../../src/store/store.js';
@@ -184,4 +185,44 @@ test('wipeMembership drops network and envelopes, keeps identity and settings', 
   assert.deepEqual(await store.getWgKey(), Buffer.alloc(32, 2));
   assert.deepEqual(await store.getSettings(), { ifname: 'mesh0' });
   await store.wipeMembership(); // nothing to wipe: still fine
+});
+
+test('a full disk: a write fails with ENOSPC and changes nothing; once there is space again, writes work (the database is reopened)', async (t) => {
+  // A 2 MiB tmpfs of our own (root), unmounted after the test whatever happens.
+  const dir = await mkdtemp(join(tmpdir(), 'meshd-full-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir]);
+  t.after(async () => {
+    try { execFileSync('umount', ['-l', dir]); } catch { /* already gone */ }
+    await rm(dir, { recursive: true, force: true });
+  });
+  const { logger, lines } = recorder();
+  const store = await Store.open(join(dir, 'state'), { logger });
+  let open = true;
+  t.after(async () => { if (open) await store.close().catch(() => {}); });
+  await store.putEnvelopes([{ id: 'before', value: { n: 1 } }]);
+  // Fill what is left of the disk.
+  const filler = join(dir, 'filler');
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  for (let i = 0; i < 64; i++) {
+    try {
+      await writeFile(filler, chunk, { flag: 'a' });
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+      break;
+    }
+  }
+  const big = { id: 'during', value: { pad: 'x'.repeat(256 * 1024) } };
+  await assert.rejects(store.putEnvelopes([big]), (err: unknown) => err instanceof StoreError && err.code === 'ENOSPC' && /the disk is full/.test(err.message));
+  await assert.rejects(store.putEnvelopes([big]), (err: unknown) => err instanceof StoreError && err.code === 'ENOSPC', 'still full: still refused');
+  // Space again: the next write works (LevelDB alone would keep failing).
+  await rm(filler);
+  await store.putEnvelopes([{ id: 'after', value: { n: 3 } }]);
+  const ids = (await store.allEnvelopes()).map((v) => JSON.stringify(v));
+  assert.deepEqual(ids.sort(), ['{"n":1}', '{"n":3}'], 'the failed write left nothing');
+  await store.close();
+  open = false;
+  assert.ok(lines.some((l) => l.includes('reopened')), 'the store says it reopened');
+  const again = await Store.open(join(dir, 'state'), { logger });
+  assert.equal((await again.allEnvelopes()).length, 2, 'and so after a restart');
+  await again.close();
 });

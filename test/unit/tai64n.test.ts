@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { after, stamp, TIMESTAMP_SIZE } from '../../src/wg/tai64n.js';
+import { MonotonicStamps, after, nextAfter, stamp, unstampMs, TIMESTAMP_SIZE } from '../../src/wg/tai64n.js';
 
 const BASE = 0x400000000000000an; // 2^62 + 10
 
@@ -47,4 +47,45 @@ test('after refuses timestamps of the wrong size; stamp refuses non-finite times
   assert.ok(!after(Buffer.alloc(0), Buffer.alloc(0)));
   assert.throws(() => stamp(Number.NaN), RangeError);
   assert.throws(() => stamp(Infinity), RangeError);
+});
+
+test('nextAfter is one whitening step later, carrying into the seconds', () => {
+  const t = stamp(Date.UTC(2025, 5, 1, 0, 0, 0, 500));
+  const n = nextAfter(t);
+  assert.ok(after(n, t));
+  assert.equal(n.readUInt32BE(8) - t.readUInt32BE(8), 2 ** 24);
+  const edge = stamp(Date.UTC(2025, 5, 1, 0, 0, 0, 990)); // 990 ms: the next step crosses the second
+  const e = nextAfter(edge);
+  assert.equal(e.readBigUInt64BE(0), edge.readBigUInt64BE(0) + 1n);
+  assert.ok(e.readUInt32BE(8) < 2 ** 25);
+  assert.equal(unstampMs(stamp(1_700_000_123_456)), 1_700_000_123_452, 'ms back, to the whitening');
+});
+
+test('monotonic stamps: the wall clock when it moves on, one step after the last when it does not', () => {
+  const s = new MonotonicStamps();
+  const t0 = 1_700_000_000_000;
+  const a = s.next(t0);
+  const b = s.next(t0); // same millisecond
+  const c = s.next(t0 - 86_400_000); // a day back
+  const d = s.next(t0 - 86_400_000 + 5);
+  assert.ok(after(b, a) && after(c, b) && after(d, c), 'strictly increasing');
+  const later = s.next(t0 + 60_000);
+  assert.deepEqual(later, stamp(t0 + 60_000), 'back on the wall clock once it is ahead again');
+});
+
+test('monotonic stamps across a restart: the reserved floor is where the next run begins', () => {
+  const reserved: Buffer[] = [];
+  const t0 = 1_700_000_000_000;
+  const first = new MonotonicStamps({ reserve: (f) => reserved.push(f) });
+  const used = [first.next(t0), first.next(t0 + 1000), first.next(t0 + 2000)];
+  assert.equal(reserved.length, 1, 'one reservation covers the next 10 minutes');
+  assert.ok(after(reserved[0], used[2]));
+  first.next(t0 + MonotonicStamps.RESERVE_MS + 1000);
+  assert.equal(reserved.length, 2, 'and a new one when they are used up');
+  // The machine restarts with its clock an hour behind: the next stamp is still later than any
+  // the last run gave out.
+  const second = new MonotonicStamps({ floor: reserved[1], reserve: (f) => reserved.push(f) });
+  const next = second.next(t0 - 3_600_000);
+  assert.ok(after(next, reserved[1]));
+  assert.ok(after(next, first.last!));
 });

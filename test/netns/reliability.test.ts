@@ -1,0 +1,138 @@
+// Under faults: wrong clocks (Debian's faketime runs a daemon on a skewed clock) and a full state
+// disk (a small tmpfs). Each case asserts what a user would check: joins, pings, member lists,
+// exit codes and their one line.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Lan, type MeshNode } from './mesh.js';
+import { ping, waitFor } from './harness.js';
+
+/** libfaketime shifts the wall clock only: timers keep running at the real pace. */
+const skewed = (offset: string): string[] => ['env', 'FAKETIME_DONT_FAKE_MONOTONIC=1', 'faketime', '-f', offset];
+
+test("a joiner whose clock is 2 h fast joins with a fresh 1-hour invite; a really expired invite says whose clock is off", { timeout: 120_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const a = await lan.addNode('alpha');
+  const b = await lan.addNode('bravo');
+  b.wrap = skewed('+2h');
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+  // The skew is real: bravo's daemon lives 2 h ahead.
+  const fresh = await lan.invite(a, ['--ttl', '1h']);
+  assert.match(await lan.cli(b, ['join', fresh]), /this node is 10\.0\.0\.2/);
+  await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'bravo to reach alpha');
+  assert.match(b.proc!.output(), /this machine's clock is 2 h ahead of the admitting member's/);
+  // An invite that did expire (by alpha's clock): the refusal names the skew.
+  await lan.cli(b, ['leave']);
+  const short = await lan.invite(a, ['--ttl', '1s']);
+  await new Promise((r) => setTimeout(r, 1500));
+  await assert.rejects(lan.cli(b, ['join', short]), /invite expired; ask an administrator for a new one \(this machine's clock is 2 h ahead of the member's/);
+});
+
+test('a member that restarts with its clock a day behind: its handshakes are still accepted (timestamps only go up)', { timeout: 120_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const a = await lan.addNode('alpha');
+  const b = await lan.addNode('bravo');
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  // bravo initiates: alpha has accepted a timestamp of bravo's, from today.
+  await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'bravo to reach alpha');
+  // bravo comes back with its clock a day behind (a board without an RTC, NTP not yet up).
+  await b.proc!.kill('SIGTERM');
+  b.wrap = skewed('-1d');
+  await lan.start(b);
+  // Only bravo sends: its initiation must pass alpha's replay check (a stamp from yesterday would not).
+  await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 20_000, 'bravo, a day behind, to reach alpha again');
+});
+
+/** A tmpfs of `size` at node's state dir; returns how to unmount it (before the Lan's cleanup). */
+function tmpfsState(node: MeshNode, size: string): () => void {
+  mkdirSync(node.stateDir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', node.stateDir]);
+  return () => { try { execFileSync('umount', ['-l', node.stateDir]); } catch { /* gone */ } };
+}
+
+/** Fills the file system at dir (a filler file), returns a function that frees it. */
+function fill(dir: string): () => void {
+  const filler = join(dir, 'filler');
+  const chunk = Buffer.alloc(256 * 1024, 1);
+  try {
+    for (;;) writeFileSync(filler, chunk, { flag: 'a' });
+  } catch (err) {
+    assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+  }
+  return () => rmSync(filler, { force: true });
+}
+
+test('a full state disk: kick, invite and join fail with one line and change nothing; with space back they work and survive a restart', { timeout: 150_000 }, async (tc) => {
+  const lan = new Lan();
+  const unmount: Array<() => void> = [];
+  // The tmpfs mounts go first: the Lan's cleanup removes the directories they sit on.
+  tc.after(async () => {
+    for (const u of unmount) u();
+    await lan.cleanup();
+  });
+  await lan.init();
+  const a = await lan.addNode('alpha');
+  const b = await lan.addNode('bravo');
+  const c = await lan.addNode('charlie');
+  unmount.push(tmpfsState(a, '16m'), tmpfsState(c, '16m'));
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  const invite = await lan.invite(a);
+
+  // alpha's disk fills up: a kick and an invite fail, and nothing changed.
+  const free = fill(a.stateDir);
+  const failsClearly = async (node: MeshNode, args: string[]) => {
+    const err = await lan.cli(node, args).then(() => null, (e: Error & { exitCode?: number }) => e);
+    assert.ok(err, `${args[0]} must fail on a full disk`);
+    assert.notEqual(err.exitCode, 0);
+    assert.equal(err.message.split('\n').length, 1, `one line: ${err.message}`);
+    assert.match(err.message, /disk is full/);
+  };
+  // tmpfs fills by pages: a small write can still land in the last page of LevelDB's log. Once
+  // one write has failed, every later one does while the disk is full (the store reopens first).
+  let tries = 0;
+  for (; tries < 30; tries++) {
+    const ok = await lan.cli(a, ['invite']).then(() => true, (e: Error) => {
+      assert.match(e.message, /^meshd: .*disk is full/);
+      return false;
+    });
+    if (!ok) break;
+  }
+  assert.ok(tries < 30, 'a write fails on the full disk');
+  await failsClearly(a, ['kick', 'bravo']);
+  await failsClearly(a, ['invite']);
+  assert.deepEqual((await lan.status(a)).peers.map((p) => p.name), ['bravo'], 'bravo is still a member at alpha');
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.ok((await lan.status(b)).self.meshIp, 'and in its own eyes');
+  assert.equal((await ping(lan.t, a.ns, '10.0.0.2', { count: 1, wait: 2 })).received, 1, 'the tunnel still works');
+
+  // A join through alpha while its disk is full: the joiner is told why, and is not a member.
+  await assert.rejects(lan.cli(c, ['join', invite]), /admission refused: cannot write meshd state in .*: the disk is full/);
+  assert.equal((await lan.status(c)).self.meshIp, null);
+  free();
+
+  // charlie's own disk is full when it joins: refused, nothing stored, the invite still good.
+  const freeC = fill(c.stateDir);
+  await failsClearly(c, ['join', invite]);
+  assert.equal((await lan.status(c)).self.meshIp, null);
+  freeC();
+  assert.match(await lan.cli(c, ['join', invite]), /this node is 10\.0\.0\.3/);
+
+  // Space again: the kick works, and a restart shows what the commands reported.
+  await lan.cli(a, ['kick', 'bravo']);
+  assert.ok((await lan.status(a)).peers.every((p) => p.name !== 'bravo'));
+  await a.proc!.kill('SIGKILL');
+  await lan.start(a);
+  assert.deepEqual((await lan.status(a)).peers.map((p) => p.name), ['charlie'], 'after a restart: the kick is there');
+
+});
