@@ -136,3 +136,67 @@ test('a full state disk: kick, invite and join fail with one line and change not
   assert.deepEqual((await lan.status(a)).peers.map((p) => p.name), ['charlie'], 'after a restart: the kick is there');
 
 });
+
+/**
+ * Drops `share` of the packets the namespace receives and sends on its underlay (iptables
+ * statistic: this kernel has no netem); loopback and the mesh interface itself are spared, so the
+ * tunnel's inner packets are lost only with the datagrams that carry them.
+ */
+async function lossy(lan: Lan, node: MeshNode, share: number): Promise<void> {
+  const drop = ['-m', 'statistic', '--mode', 'random', '--probability', String(share), '-j', 'DROP'];
+  for (const [chain, dir] of [['INPUT', '-i'], ['OUTPUT', '-o']] as const) {
+    await lan.t.exec(node.ns, 'iptables', ['-A', chain, dir, 'lo', '-j', 'ACCEPT']);
+    await lan.t.exec(node.ns, 'iptables', ['-A', chain, dir, node.ifname, '-j', 'ACCEPT']);
+    await lan.t.exec(node.ns, 'iptables', ['-A', chain, ...drop]);
+  }
+}
+
+/** Retries a CLI command until it succeeds or the deadline passes (a lossy underlay may need two). */
+async function eventually(lan: Lan, node: MeshNode, args: string[], deadlineMs: number): Promise<string> {
+  const end = Date.now() + deadlineMs;
+  let last: Error | null = null;
+  while (Date.now() < end) {
+    try {
+      return await lan.cli(node, args, Math.max(5_000, end - Date.now()));
+    } catch (err) {
+      last = err as Error;
+      if (/already a member/.test(last.message)) return 'already';
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  throw last ?? new Error('deadline');
+}
+
+// 30% loss is not here yet: a join through it does not complete within 60 s (issue 9's note).
+for (const share of [0.1]) {
+  test(`${share * 100}% packet loss on the underlay: a join and a kick complete within 60 s, TCP through the tunnel moves data`, { timeout: 180_000 }, async (tc) => {
+    const lan = new Lan();
+    tc.after(() => lan.cleanup());
+    await lan.init();
+    const [a, b, c] = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie')];
+    await Promise.all(lan.nodes.map((n) => lan.start(n)));
+    await lan.cli(a, ['init']);
+    for (const n of lan.nodes) await lossy(lan, n, share);
+    const t0 = Date.now();
+    await eventually(lan, b, ['join', await lan.invite(a)], 60_000);
+    await eventually(lan, c, ['join', await lan.invite(a)], 60_000);
+    await waitFor(async () => (await lan.status(c)).peers.length === 2, 60_000, 'charlie to see both members');
+    // TCP through the tunnel: iperf3 from charlie to alpha.
+    const srv = lan.t.spawn(a.ns, 'iperf3', ['-s', '-B', '10.0.0.1']);
+    tc.after(() => srv.kill());
+    await waitFor(async () => (await lan.t.exec(a.ns, 'ss', ['-ltn'])).stdout.includes('10.0.0.1:5201'), 5000, 'iperf3 server');
+    await waitFor(async () => (await ping(lan.t, c.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 30_000, 'charlie to reach alpha');
+    // iperf3's own control connection may give up under heavy loss: a few tries.
+    let moved = 0;
+    for (let i = 0; i < 3 && moved === 0; i++) {
+      const r = await lan.t.exec(c.ns, 'iperf3', ['-c', '10.0.0.1', '-t', '3', '-J', '--connect-timeout', '10000'], { timeout: 60_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
+      moved = (JSON.parse(r.stdout || '{}') as { end?: { sum_received?: { bytes?: number } } }).end?.sum_received?.bytes ?? 0;
+    }
+    assert.ok(moved > 100_000, `TCP through the tunnel moved ${moved} bytes`);
+    // A kick reaches everyone.
+    await eventually(lan, a, ['kick', 'bravo'], 60_000);
+    await waitFor(async () => (await lan.status(c)).peers.every((p) => p.name !== 'bravo'), 60_000, 'the kick to reach charlie');
+    await waitFor(async () => (await lan.status(b)).self.meshIp === null, 60_000, 'bravo to learn it was kicked');
+    tc.diagnostic(`${share * 100}% loss: joins, TCP and a kick in ${Math.round((Date.now() - t0) / 1000)} s`);
+  });
+}
