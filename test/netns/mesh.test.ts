@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { Lan } from './mesh.js';
 import { ping, waitFor } from './harness.js';
+import { Store } from '../../src/store/store.js';
 
 const STRANGER = fileURLToPath(new URL('./helpers/stranger.js', import.meta.url));
 
@@ -281,4 +282,28 @@ test('multi-homed members: an address on a network the other cannot reach loses 
   await waitFor(async () => (await ping(lan.t, a.ns, '10.0.0.2', { count: 1, wait: 1 })).received === 1, 15_000, 'alpha to reach bravo');
   assert.equal((await lan.status(a)).peers[0].endpoint, `${b.lanIp}:51820`);
   assert.equal((await lan.status(b)).peers[0].endpoint, `${a.lanIp}:51820`);
+});
+
+test('a state directory of an older meshd (ledger format 1): the daemon refuses to start, naming both formats, and changes nothing', { timeout: 60_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const a = await lan.addNode('alpha');
+  await lan.start(a);
+  await lan.cli(a, ['init']);
+  const before = await lan.status(a);
+  await a.proc!.kill();
+  // What an older meshd left: a network and envelopes, and no format mark (it had none).
+  const store = await Store.open(a.stateDir);
+  await store.setSettings({ ledgerFormat: undefined });
+  await store.close();
+  await assert.rejects(lan.start(a), /older meshd \(ledger format 1\); this meshd reads format 2/);
+  // Nothing was touched: marked as format 2 again, the same node comes back as it was.
+  const again = await Store.open(a.stateDir);
+  assert.ok(await again.getNetwork(), 'the stored network is still there');
+  await again.setSettings({ ledgerFormat: 2 });
+  await again.close();
+  await lan.start(a);
+  const after = await lan.status(a);
+  assert.deepEqual([after.self.peerId, after.self.meshIp], [before.self.peerId, before.self.meshIp]);
 });
