@@ -324,7 +324,9 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
         log.error({ err: (err as Error).message }, 'onAdmit failed');
       }
       // Publish after adding: a competing member learns of our admission as early as possible.
-      await Promise.all([env, req.record].map((e) => opts.sync?.publish(e).catch((err: Error) => {
+      // Not awaited: on a lossy link a push can take seconds, and the joiner need not wait for
+      // it (the settle wait below is what gives a competing admission time to arrive).
+      void Promise.all([env, req.record].map((e) => opts.sync?.publish(e).catch((err: Error) => {
         log.warn({ err: err.message }, 'cannot publish an admission; anti-entropy will carry it');
       })));
       return { id: eventId(env), alone };
