@@ -20,8 +20,6 @@ export interface MeshNode {
   proc: Proc | null;
   /** Extra `meshd daemon` arguments (e.g. --announce). */
   args: string[];
-  /** A command the daemon runs under, e.g. ['faketime', '-f', '+2h'] (its clock, not the CLI's). */
-  wrap?: string[];
 }
 
 const run = promisify(execFile);
@@ -40,9 +38,7 @@ export class MeshNet {
   }
 
   async start(node: MeshNode, env: NodeJS.ProcessEnv = {}): Promise<void> {
-    const argv = ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name, ...node.args];
-    const [cmd, ...pre] = node.wrap?.length ? [...node.wrap, MESHD] : [MESHD];
-    node.proc = this.t.spawn(node.ns, cmd, [...pre, ...argv], { LOG_LEVEL: 'warn', ...env });
+    node.proc = this.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name, ...node.args], { LOG_LEVEL: 'warn', ...env });
     this.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
     const proc = node.proc;
     // The socket file may be a stale one of a killed daemon: wait until the new daemon answers.

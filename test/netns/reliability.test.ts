@@ -9,8 +9,14 @@ import { join } from 'node:path';
 import { Lan, type MeshNode } from './mesh.js';
 import { ping, waitFor } from './harness.js';
 
-/** libfaketime shifts the wall clock only: timers keep running at the real pace. */
-const skewed = (offset: string): string[] => ['env', 'FAKETIME_DONT_FAKE_MONOTONIC=1', 'faketime', '-f', offset];
+/**
+ * A daemon environment on a skewed wall clock: Debian's libfaketime, preloaded into the daemon
+ * itself (the `faketime` command forks, and would leave the daemon behind when the test stops
+ * it by PID). Only the wall clock moves: timers keep the real pace.
+ */
+const skewed = (offset: string): NodeJS.ProcessEnv => ({
+  LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', FAKETIME: offset, FAKETIME_DONT_FAKE_MONOTONIC: '1',
+});
 
 test("a joiner whose clock is 2 h fast joins with a fresh 1-hour invite; a really expired invite says whose clock is off", { timeout: 120_000 }, async (tc) => {
   const lan = new Lan();
@@ -18,8 +24,7 @@ test("a joiner whose clock is 2 h fast joins with a fresh 1-hour invite; a reall
   await lan.init();
   const a = await lan.addNode('alpha');
   const b = await lan.addNode('bravo');
-  b.wrap = skewed('+2h');
-  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await Promise.all([lan.start(a), lan.start(b, skewed('+2h'))]);
   await lan.cli(a, ['init']);
   // The skew is real: bravo's daemon lives 2 h ahead.
   const fresh = await lan.invite(a, ['--ttl', '1h']);
@@ -46,8 +51,9 @@ test('a member that restarts with its clock a day behind: its handshakes are sti
   await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 15_000, 'bravo to reach alpha');
   // bravo comes back with its clock a day behind (a board without an RTC, NTP not yet up).
   await b.proc!.kill('SIGTERM');
-  b.wrap = skewed('-1d');
-  await lan.start(b);
+  await lan.start(b, { ...skewed('-1d'), LOG_LEVEL: 'info' });
+  const up = b.proc!.output().split('\n').map((l) => { try { return JSON.parse(l) as { msg?: string; time?: number }; } catch { return {}; } }).find((l) => l.msg === 'meshd daemon up');
+  assert.ok(up?.time && Math.abs(Date.now() - 86_400_000 - up.time) < 600_000, `bravo's clock is a day behind (its log says ${up?.time})`);
   // Only bravo sends: its initiation must pass alpha's replay check (a stamp from yesterday would not).
   await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 20_000, 'bravo, a day behind, to reach alpha again');
 });
