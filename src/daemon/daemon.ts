@@ -403,8 +403,7 @@ export class Daemon {
     if (target.peerId === this.peerId) throw new DaemonError('EINVAL', 'use meshd leave to remove this node');
     if (target.peerId === this.network!.founder) throw new DaemonError('EPERM', 'nobody can kick the founder (the founder can leave)');
     const them = ledger.member(target.peerId)!;
-    const mine = ledger.member(this.peerId)!.seniority!;
-    if (them.seniority !== null && !(mine < them.seniority)) {
+    if (them.admin && this.peerId !== this.network!.founder && !this.outranks(target.peerId)) {
       throw new DaemonError('EPERM', `${target.name} is a more senior administrator: only the founder or an administrator granted before it can kick it`);
     }
     await this.signAndPublish({ type: 'revoke', member: target.peerId, reason: 'kick' });
@@ -722,6 +721,18 @@ export class Daemon {
   /** Whether the revocation of `peerId` that counts is one this node signed. */
   private revokedByUs(ledger: Ledger, peerId: string): boolean {
     return ledger.events().some((e) => e.body.type === 'revoke' && e.body.member === peerId && e.by === this.peerId && ledger.reasonOf(eventId(e)) === null);
+  }
+
+  /** Seniority among administrators: the founder first, then by the founder's grants, in order. */
+  private rankOf(peerId: string): number {
+    const ledger = this.ledger!;
+    if (peerId === this.network?.founder) return 0;
+    const grant = ledger.events().find((e) => e.body.type === 'grant' && e.body.member === peerId && ledger.reasonOf(eventId(e)) === null);
+    return grant ? grant.body.seq : Number.POSITIVE_INFINITY;
+  }
+
+  private outranks(peerId: string): boolean {
+    return this.rankOf(this.peerId) < this.rankOf(peerId);
   }
 
   /** What our last record said about where to reach us, to republish only when it changes. */

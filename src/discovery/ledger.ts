@@ -62,8 +62,7 @@
 //
 // Exported API:
 //   interface Member { peerId, name, meshIp, admin, founder, admittedAt, admittedBy, admission,
-//                      invite: string | null (invite event id), seniority: number | null
-//                      (administrators: lower is more senior), record: RecordBody | null }
+//                      invite: string | null (invite event id), record: RecordBody | null }
 //   interface OpenInvite { id, issuer, expires, uses, used: number, at }
 //   interface Rejection { id, reason, type, by, at }
 //   type AddStatus = 'new' | 'known' | 'pending' | 'invalid'
@@ -110,8 +109,6 @@ export interface Member {
   readonly admission: string;
   /** Event id of the invite that admitted it; null for the founder's own admission. */
   readonly invite: string | null;
-  /** Among administrators, lower is more senior (the founder 0); null for other members. */
-  readonly seniority: number | null;
   readonly record: RecordBody | null;
 }
 
@@ -893,8 +890,7 @@ export class Ledger {
     return Object.freeze({
       peerId, name: m.name, meshIp: intToIp(view.range.base + m.offset), admin: m.admin,
       founder: peerId === view.network.founder, admittedAt: m.admittedAt, admittedBy: m.admittedBy,
-      admission: m.admission, invite: m.invite, seniority: m.admin ? m.rank : null,
-      record: this.#records.get(peerId)?.env.body ?? null,
+      admission: m.admission, invite: m.invite, record: this.#records.get(peerId)?.env.body ?? null,
     });
   }
 
