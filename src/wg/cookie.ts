@@ -11,7 +11,7 @@
 // only the sender of that message can open it).
 //
 // Time is always passed in (nowMs, monotonic milliseconds): this is sans-I/O.
-import { equal, hash, mac, random, xaead, xaeadOpen, MAC_LEN, TAG_LEN } from './crypto.js';
+import { equal, hash, mac, macInto, random, randomInto, xaead, xaeadOpen, MAC_LEN, TAG_LEN } from './crypto.js';
 import { isV4Mapped } from './endpoint.js';
 import { CookieReply, MESSAGE_COOKIE_REPLY } from './messages.js';
 
@@ -56,6 +56,10 @@ export class CookieChecker {
    */
   private readonly source = Buffer.alloc(18);
   private readonly source4 = this.source.subarray(0, 6);
+  // Scratch for the checks: a flood of handshake messages allocates nothing here.
+  private readonly computed = new Uint8Array(MAC_LEN);
+  private readonly cookie = new Uint8Array(COOKIE_LEN);
+  private readonly nonce = new Uint8Array(COOKIE_NONCE_LEN);
 
   init(ourPublicKey: Uint8Array): void {
     this.mac1Key = hash(LABEL_MAC1, ourPublicKey);
@@ -67,7 +71,7 @@ export class CookieChecker {
   checkMac1(msg: Uint8Array): boolean {
     if (msg.length < MAC1_FROM_END) return false;
     const at = msg.length - MAC1_FROM_END;
-    return equal(mac(this.mac1Key, msg.subarray(0, at)), msg.subarray(at, at + MAC_LEN));
+    return equal(macInto(this.mac1Key, msg.subarray(0, at), this.computed), msg.subarray(at, at + MAC_LEN));
   }
 
   /**
@@ -80,17 +84,17 @@ export class CookieChecker {
     const cookie = this.cookieFor(srcAddr, srcAt, srcPort);
     if (cookie === null) return false;
     const at = msg.length - MAC2_FROM_END;
-    return equal(mac(cookie, msg.subarray(0, at)), msg.subarray(at));
+    return equal(macInto(cookie, msg.subarray(0, at), this.computed), msg.subarray(at));
   }
 
   /**
    * The 64-byte cookie reply to msg, addressed to the sender's index `receiverIndex`. Call it only
    * with a message whose mac1 checked (so at least 32 bytes from a 16-byte source address in
    * bounds): anything else is a caller bug and throws a RangeError. Replaces R_secret when it is
-   * older than COOKIE_REFRESH_TIME_MS.
+   * older than COOKIE_REFRESH_TIME_MS. Written into `out` (64 bytes, e.g. a batch slot) when given.
    */
   createReply(msg: Uint8Array, receiverIndex: number, srcAddr: Uint8Array, srcAt: number, srcPort: number,
-    nowMs: number): Buffer {
+    nowMs: number, out?: Buffer): Buffer {
     if (msg.length < MAC1_FROM_END) throw new RangeError('cookie reply to a message without macs');
     if (nowMs - this.secretSet > COOKIE_REFRESH_TIME_MS) {
       this.secret = random(32);
@@ -98,11 +102,12 @@ export class CookieChecker {
     }
     const cookie = this.cookieFor(srcAddr, srcAt, srcPort);
     if (cookie === null) throw new RangeError('cookie reply to a source address out of bounds');
-    const reply = Buffer.alloc(CookieReply.size);
+    if (out !== undefined && out.length < CookieReply.size) throw new RangeError('cookie reply needs 64 bytes');
+    const reply = out ?? Buffer.alloc(CookieReply.size);
     reply.writeUInt32LE(MESSAGE_COOKIE_REPLY, 0);
     reply.writeUInt32LE(receiverIndex >>> 0, CookieReply.receiver);
-    const nonce = random(COOKIE_NONCE_LEN);
-    nonce.copy(reply, CookieReply.nonce);
+    const nonce = randomInto(this.nonce);
+    reply.set(nonce, CookieReply.nonce);
     const at = msg.length - MAC1_FROM_END;
     reply.set(xaead(this.cookieKey, nonce, cookie, msg.subarray(at, at + MAC_LEN)), CookieReply.cookie);
     return reply;
@@ -115,7 +120,7 @@ export class CookieChecker {
     const src = v4 ? this.source4 : this.source;
     src.set(srcAddr.subarray(v4 ? srcAt + 12 : srcAt, srcAt + 16), 0);
     src.writeUInt16LE(srcPort & 0xffff, src.length - 2);
-    return mac(this.secret, src);
+    return macInto(this.secret, src, this.cookie);
   }
 }
 

@@ -1,13 +1,16 @@
 // The cryptographic primitives of the WireGuard paper (section 5.4), named as the paper names them.
 // Costs measured on this machine (../shared/research/datapath.md) decide where each comes from:
-// node:crypto for X25519, BLAKE2s and HMAC-BLAKE2s (30x faster than pure JS here); noble for the
-// keyed BLAKE2s of mac1/mac2 and for XChaCha20-Poly1305, which node:crypto lacks.
+// node:crypto for X25519, BLAKE2s and HMAC-BLAKE2s (30x faster than pure JS here); the addon's
+// keyed BLAKE2s (OpenSSL's BLAKE2SMAC, 0.7 us against noble's 12 us: every handshake message costs
+// one before anything else, so a flood makes it the hot path), with noble as the fallback when the
+// addon is not built; noble for XChaCha20-Poly1305, which neither has.
 import {
   createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey,
-  diffieHellman, generateKeyPairSync, randomBytes, timingSafeEqual, type KeyObject,
+  diffieHellman, generateKeyPairSync, randomBytes, randomFillSync, timingSafeEqual, type KeyObject,
 } from 'node:crypto';
 import { blake2s } from '@noble/hashes/blake2.js';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { native } from './native.js';
 
 export const KEY_LEN = 32;
 export const TAG_LEN = 16;
@@ -20,8 +23,33 @@ export function hash(...parts: Uint8Array[]): Buffer {
   return h.digest();
 }
 
+type MacFn = (key: Uint8Array, input: Uint8Array, out: Uint8Array) => boolean;
+let nativeMac: MacFn | null | undefined;
+function macImpl(): MacFn | null {
+  if (nativeMac === undefined) {
+    try {
+      nativeMac = native().blake2sMac;
+    } catch {
+      nativeMac = null; // no addon: noble
+    }
+  }
+  return nativeMac;
+}
+
+/** MAC(key, input) written to `out`: keyed BLAKE2s with an out.length-byte output (16 in WireGuard). */
+export function macInto(key: Uint8Array, input: Uint8Array, out: Uint8Array): Uint8Array {
+  const f = macImpl();
+  if (f === null || !f(key, input, out)) out.set(blake2s(input, { key, dkLen: out.length }));
+  return out;
+}
+
 /** MAC(key, input): keyed BLAKE2s with a 16-byte output. */
 export function mac(key: Uint8Array, input: Uint8Array): Uint8Array {
+  return macInto(key, input, new Uint8Array(MAC_LEN));
+}
+
+/** The same MAC in pure JavaScript (noble), for tests that hold the addon to it. */
+export function macReference(key: Uint8Array, input: Uint8Array): Uint8Array {
   return blake2s(input, { key, dkLen: MAC_LEN });
 }
 
@@ -166,6 +194,23 @@ export function equal(a: Uint8Array, b: Uint8Array): boolean {
 
 export function random(n: number): Buffer {
   return randomBytes(n);
+}
+
+// Random bytes drawn from a pool refilled 4 KiB at a time: a cookie reply's nonce costs a copy, not a
+// call into OpenSSL's generator (4 us here), which matters when a flood asks for thousands a second.
+const pool = Buffer.alloc(4096);
+let poolAt = pool.length;
+
+/** Fills `out` (at most 4096 bytes) with random bytes from the pool. */
+export function randomInto(out: Uint8Array): Uint8Array {
+  if (poolAt + out.length > pool.length) {
+    randomFillSync(pool);
+    poolAt = 0;
+  }
+  out.set(pool.subarray(poolAt, poolAt + out.length));
+  pool.fill(0, poolAt, poolAt + out.length); // a byte handed out is not left behind
+  poolAt += out.length;
+  return out;
 }
 
 /** Key text as `wg` prints it. */

@@ -18,7 +18,8 @@ import { BATCH_SIZE, HEADROOM, PacketBatch, SLOT_SIZE } from './batch.js';
 import { ConfigError, EINVAL, type DeviceSet, type DeviceSnapshot, type Configurable } from './config.js';
 import { CookieChecker } from './cookie.js';
 import { equal, staticKey, type StaticKey } from './crypto.js';
-import { endpointEquals } from './endpoint.js';
+import { endpointEquals, endpointKey } from './endpoint.js';
+import { HandshakeGuard } from './handshake-guard.js';
 import { IndexTable } from './indextable.js';
 import { Keypair } from './keypair.js';
 import {
@@ -27,7 +28,6 @@ import {
 } from './messages.js';
 import { consumeInitiation, consumeResponse, createInitiation, createResponse, deriveKeys } from './noise.js';
 import { Peer } from './peer.js';
-import { RateLimiter } from './ratelimiter.js';
 import {
   NEW_HANDSHAKE, PERSISTENT_KEEPALIVE, RETRANSMIT_HANDSHAKE, SEND_KEEPALIVE, ZERO_KEY_MATERIAL,
 } from './timers.js';
@@ -66,6 +66,10 @@ export interface DeviceOptions {
   logger?: Logger;
   /** Handshake messages per second above which the device asks for cookies (mac2). */
   underLoadThreshold?: number;
+  /** Cookie replies a second to sources that are not a peer's endpoint (handshake-guard.ts). */
+  cookieRepliesPerSecond?: number;
+  /** Handshakes a second that get DH work from sources that are not a peer's endpoint. */
+  handshakesPerSecond?: number;
   /** Where initiation timestamps come from (default: monotonic from the wall clock, no floor). */
   stamps?: MonotonicStamps;
 }
@@ -76,6 +80,7 @@ export interface DropCounters {
   noPeer: number;
   noEndpoint: number;
   mac1: number;
+  /** Handshake messages under load that got neither DH work nor a cookie reply (over a budget). */
   rateLimited: number;
   handshake: number;
   unknownIndex: number;
@@ -104,26 +109,27 @@ export class Device implements Configurable {
 
   private identity: StaticKey | null = null;
   private readonly cookieChecker = new CookieChecker();
-  private readonly rateLimiter = new RateLimiter();
+  private readonly guard: HandshakeGuard;
+  /** Cookie replies sent, since the start. */
+  cookieReplies = 0;
+  /** The peers' current endpoints by endpointKey; rebuilt when one changed and a flood asks. */
+  private endpointKeys = new Set<number | string>();
+  private endpointsChanged = true;
   private readonly cipher: BatchCipher;
   private readonly output: DeviceOutput;
   private readonly clock: Clock;
   private readonly stamps: MonotonicStamps;
   private readonly timings: Timings;
   private readonly log: Logger;
-  private readonly underLoadThreshold: number;
-  /** Set by tests to exercise cookies; otherwise load decides. */
-  forceUnderLoad = false;
-  private handshakesThisSecond = 0;
-  private loadWindowStart = 0;
-  private underLoadUntil = -Infinity;
 
   // Per-slot scratch, one set for each direction: the receive path may send staged packets while
   // it is still walking its own batch.
   private readonly tx = new Scratch();
   private readonly rx = new Scratch();
-  /** Handshake messages and cookie replies, sent as they arise. */
+  /** Handshake messages, sent as they arise. */
   private readonly control = new PacketBatch(1);
+  /** Cookie replies to one received batch, sent together once it is walked. */
+  private readonly cookieBatch = new PacketBatch(BATCH_SIZE);
   /** Staged packets and keepalives on their way to the seal path. */
   private readonly staging = new PacketBatch(BATCH_SIZE);
 
@@ -135,7 +141,16 @@ export class Device implements Configurable {
     this.timings = opts.timings ?? PROTOCOL_TIMINGS;
     this.mtu = opts.mtu ?? DEFAULT_MTU;
     this.log = opts.logger ?? silent;
-    this.underLoadThreshold = opts.underLoadThreshold ?? 64;
+    this.guard = new HandshakeGuard({
+      threshold: opts.underLoadThreshold,
+      cookieRepliesPerSecond: opts.cookieRepliesPerSecond,
+      handshakesPerSecond: opts.handshakesPerSecond,
+    });
+  }
+
+  /** Set by tests to exercise cookies; otherwise the rate of handshake messages decides. */
+  set forceUnderLoad(on: boolean) {
+    this.guard.forceUnderLoad = on;
   }
 
   get publicKey(): Buffer | null {
@@ -278,6 +293,7 @@ export class Device implements Configurable {
     const now = this.clock.now();
     const data = batch.data;
     let transport = 0;
+    this.cookieBatch.count = 0;
     for (let i = 0; i < batch.count; i++) {
       rx.keypair[i] = null;
       const at = i * SLOT_SIZE + batch.offset[i];
@@ -304,6 +320,7 @@ export class Device implements Configurable {
         batch.length[i] = -1;
       }
     }
+    if (this.cookieBatch.count > 0) this.sendCookieReplies();
     if (transport === 0) return;
 
     this.cipher.open(batch, rx.keys, rx.ok, batch.count);
@@ -367,19 +384,28 @@ export class Device implements Configurable {
   private roam(peer: Peer, addr: Buffer, at: number, port: number): void {
     if (peer.endpoint !== null && endpointEquals(peer.endpoint, addr, at, port)) return;
     peer.endpoint = { addr: Buffer.from(addr.subarray(at, at + 16)), port };
+    this.endpointsChanged = true;
     this.log.debug({ peer: peer.key.slice(0, 8), port }, 'endpoint changed');
   }
 
   // ---------------------------------------------------------------- handshake
 
-  private isUnderLoad(now: number): boolean {
-    if (this.forceUnderLoad) return true;
-    if (now - this.loadWindowStart >= 1000) {
-      this.loadWindowStart = now;
-      this.handshakesThisSecond = 0;
+  /** Whether the source of a received datagram is some peer's current endpoint. */
+  private isPeerEndpoint(addr: Buffer, at: number, port: number): boolean {
+    if (this.endpointsChanged) {
+      this.endpointsChanged = false;
+      this.endpointKeys = new Set();
+      for (const peer of this.peers.values()) {
+        if (peer.endpoint !== null) this.endpointKeys.add(endpointKey(peer.endpoint.addr, 0, peer.endpoint.port));
+      }
     }
-    if (++this.handshakesThisSecond > this.underLoadThreshold) this.underLoadUntil = now + 1000;
-    return now < this.underLoadUntil;
+    return this.endpointKeys.has(endpointKey(addr, at, port));
+  }
+
+  private sendCookieReplies(): void {
+    this.output.send(this.cookieBatch);
+    this.cookieReplies += this.cookieBatch.count;
+    this.cookieBatch.count = 0;
   }
 
   private handleHandshakeMessage(type: number, batch: PacketBatch, i: number, now: number): void {
@@ -396,14 +422,23 @@ export class Device implements Configurable {
     }
 
     if (!this.cookieChecker.checkMac1(msg)) { this.drops.mac1++; return; }
-    if (this.isUnderLoad(now)) {
+    if (this.guard.underLoad(now)) {
+      const known = this.isPeerEndpoint(batch.addr, addrAt, port);
       if (!this.cookieChecker.checkMac2(msg, batch.addr, addrAt, port, now)) {
+        if (!this.guard.allowCookieReply(batch.addr, addrAt, now, known)) { this.drops.rateLimited++; return; }
         const sender = msg.readUInt32LE(type === MESSAGE_INITIATION ? Initiation.sender : Response.sender);
-        const reply = this.cookieChecker.createReply(msg, sender, batch.addr, addrAt, port, now);
-        this.sendControl(reply, batch.addr, addrAt, port);
+        const c = this.cookieBatch;
+        if (c.count === c.capacity) this.sendCookieReplies();
+        const slot = c.count++;
+        this.cookieChecker.createReply(msg, sender, batch.addr, addrAt, port, now,
+          c.data.subarray(slot * SLOT_SIZE, slot * SLOT_SIZE + CookieReply.size));
+        c.offset[slot] = 0;
+        c.length[slot] = CookieReply.size;
+        batch.addr.copy(c.addr, slot * 16, addrAt, addrAt + 16);
+        c.port[slot] = port;
         return;
       }
-      if (!this.rateLimiter.allow(batch.addr, addrAt, now)) { this.drops.rateLimited++; return; }
+      if (!this.guard.allowHandshake(batch.addr, addrAt, now, known)) { this.drops.rateLimited++; return; }
     }
 
     if (type === MESSAGE_INITIATION) {
@@ -542,7 +577,7 @@ export class Device implements Configurable {
         this.sendStaged(peer, now, true);
       }
     }
-    this.rateLimiter.gc(now);
+    this.guard.gc(now);
   }
 
   private retransmitHandshake(peer: Peer, now: number): void {
@@ -629,6 +664,7 @@ export class Device implements Configurable {
         const moved = peer.endpoint !== null && !endpointEquals(peer.endpoint, ps.endpoint.addr, 0, ps.endpoint.port);
         tryNewEndpoint = moved && peer.timers.persistentKeepaliveInterval > 0 && peer.keypairs.current === null;
         peer.endpoint = { addr: Buffer.from(ps.endpoint.addr), port: ps.endpoint.port };
+        this.endpointsChanged = true;
       }
       if (ps.replaceAllowedIps) this.allowedIps.removeByPeer(peer);
       for (const change of ps.allowedIps) {
@@ -671,6 +707,7 @@ export class Device implements Configurable {
     this.allowedIps.removeByPeer(peer);
     peer.staged = [];
     this.peers.delete(peer.key);
+    this.endpointsChanged = true;
   }
 
   /** Used by the shell when it tears down: stop every timer and wipe all keys. */

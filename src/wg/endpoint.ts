@@ -75,3 +75,14 @@ export function endpointEquals(e: Endpoint, addr: Uint8Array, at: number, port: 
   for (let i = 0; i < 16; i++) if (e.addr[i] !== addr[at + i]) return false;
   return true;
 }
+
+/**
+ * A key for the endpoint addr[at..at+16]:port that compares with ===: a number for IPv4 (address
+ * and port in 48 bits, no allocation), a string for IPv6.
+ */
+export function endpointKey(addr: Uint8Array, at: number, port: number): number | string {
+  if (isV4Mapped(addr, at)) {
+    return (((addr[at + 12] << 24) | (addr[at + 13] << 16) | (addr[at + 14] << 8) | addr[at + 15]) >>> 0) * 65536 + port;
+  }
+  return `${Buffer.from(addr.subarray(at, at + 16)).toString('hex')}:${port}`;
+}

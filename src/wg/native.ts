@@ -1,4 +1,4 @@
-// The native addon (src/wg/native/*.cc): TUN, batched UDP and batched AEAD — what JavaScript
+// The native addon (src/wg/native/*.cc): TUN, batched UDP, batched AEAD and keyed BLAKE2s — what JavaScript
 // cannot do fast. Loaded lazily so the pure-TypeScript parts work (and are tested) without it.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
@@ -41,6 +41,8 @@ export interface NativeAddon {
   /** AEAD per slot; the nonce counter is the slot's bytes 8..16 (LE). A failed seal sets length -1. */
   sealBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, count: number): void;
   openBatch(data: Buffer, slotSize: number, offset: Int32Array, length: Int32Array, keys: Buffer, ok: Uint8Array, count: number): void;
+  /** Keyed BLAKE2s (1-32 byte key) over input, out.length (1-32) bytes into out; false if OpenSSL refused. */
+  blake2sMac(key: Uint8Array, input: Uint8Array, out: Uint8Array): boolean;
   closeFd(fd: number): void;
   /** A nonblocking raw ICMP (IPv4) socket that receives echo replies only; needs CAP_NET_RAW. */
   icmpOpen(): number;

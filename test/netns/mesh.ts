@@ -117,6 +117,21 @@ export class Lan extends MeshNet {
     await this.t.exec(ns, 'ip', ['link', 'set', host, 'up']);
     return this.node(name, ns, i, lanIp);
   }
+
+  /**
+   * A namespace on the bridge that runs no daemon (a flooder, a stranger), with the addresses
+   * <subnet>.<first>.. (count of them) on its one link; returns the namespace.
+   */
+  async addHost(suffix: string, first: number, count = 1): Promise<string> {
+    const ns = await this.t.addNamespace(suffix);
+    const host = this.t.name(`${suffix}e`);
+    const port = this.t.name(`${suffix}p`);
+    await run('ip', ['link', 'add', host, 'netns', ns, 'type', 'veth', 'peer', 'name', port, 'netns', this.hub]);
+    await this.t.exec(this.hub, 'ip', ['link', 'set', port, 'master', 'br0', 'up']);
+    for (let k = 0; k < count; k++) await this.t.exec(ns, 'ip', ['addr', 'add', `${this.subnet}.${first + k}/24`, 'dev', host]);
+    await this.t.exec(ns, 'ip', ['link', 'set', host, 'up']);
+    return ns;
+  }
 }
 
 export interface NatOptions {

@@ -1,13 +1,14 @@
-// Under faults: wrong clocks (Debian's faketime runs a daemon on a skewed clock) and a full state
-// disk (a small tmpfs). Each case asserts what a user would check: joins, pings, member lists,
-// exit codes and their one line.
+// Under faults and attack: wrong clocks (Debian's faketime runs a daemon on a skewed clock), a full
+// state disk (a small tmpfs), a lossy underlay (iptables' statistic match) and a handshake flood.
+// Each case asserts what a user would check: joins, pings, TCP, member lists, exit codes and their
+// one line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lan, type MeshNode } from './mesh.js';
-import { ping, waitFor } from './harness.js';
+import { ping, waitFor, wgDump, ROOT } from './harness.js';
 
 /**
  * A daemon environment on a skewed wall clock: Debian's libfaketime, preloaded into the daemon
@@ -207,3 +208,54 @@ for (const share of [0.1]) {
     tc.diagnostic(`${share * 100}% loss: joins, TCP and a kick in ${Math.round((Date.now() - t0) / 1000)} s`);
   });
 }
+
+const FLOODER = join(ROOT, 'dist', 'test', 'netns', 'helpers', 'flooder.js');
+
+// A handshake flood (initiations with a valid mac1 for bravo's key, 20,000 a second) from one
+// address and from 64, against a live tunnel between two daemons on shortened timers (rekey after
+// 6 s, sessions void after 9 s): pings keep going through 12 s of flood, so the session was
+// rekeyed under it, TCP moves, and the cookie replies the flood draws stay within their caps.
+test('a handshake flood from one source and from 64: the tunnel keeps its pings, rekeys, moves TCP, and cookie replies stay capped', { timeout: 180_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const [a, b] = [await lan.addNode('alpha'), await lan.addNode('bravo')];
+  await Promise.all(lan.nodes.map((n) => lan.start(n, { MESHD_TEST_TIMERS: '1' })));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  await lan.fullMesh(30_000);
+  const bravoIp = (await lan.status(b)).self.meshIp!;
+  const pub = (await lan.t.exec(b.ns, 'wg', ['show', b.ifname, 'public-key'])).stdout.trim();
+  const port = (await lan.t.exec(b.ns, 'wg', ['show', b.ifname, 'listen-port'])).stdout.trim();
+  const flooderNs = await lan.addHost('f', 100, 64);
+  const srv = lan.t.spawn(b.ns, 'iperf3', ['-s', '-B', bravoIp]);
+  tc.after(() => srv.kill());
+  await waitFor(async () => (await lan.t.exec(b.ns, 'ss', ['-ltn'])).stdout.includes(`${bravoIp}:5201`), 5000, 'iperf3 server');
+
+  for (const sources of [1, 64]) {
+    const addrs = Array.from({ length: sources }, (_, k) => `192.168.77.${100 + k}`);
+    const flooder = lan.t.spawn(flooderNs, process.execPath, [FLOODER, JSON.stringify({ target: `${b.lanIp}:${port}`, targetPub: pub, rate: 20_000, sources: addrs })]);
+    await waitFor(() => flooder.output().includes('ready') || !flooder.alive(), 10_000, 'flooder');
+    assert.ok(flooder.alive(), flooder.output());
+    const handshakeBefore = (await wgDump(lan.t, a.ns, a.ifname))[0].latestHandshake;
+    const [pings, tcp] = await Promise.all([
+      ping(lan.t, a.ns, bravoIp, { count: 60, interval: 0.2, wait: 1 }),
+      new Promise((r) => setTimeout(r, 4000)).then(() => lan.t.exec(a.ns, 'iperf3', ['-c', bravoIp, '-t', '3', '-J'], { timeout: 30_000 })
+        .then((r) => r.stdout, (e: { stdout?: string }) => e.stdout ?? '{}')),
+    ]);
+    const handshakeAfter = (await wgDump(lan.t, a.ns, a.ifname))[0].latestHandshake;
+    await flooder.kill();
+    const stats = JSON.parse(flooder.output().split('\n').find((l) => l.includes('"sent"')) ?? '{}') as { sent: number; seconds: number; replies: Record<string, number> };
+    const moved = (JSON.parse(tcp || '{}') as { end?: { sum_received?: { bytes?: number } } }).end?.sum_received?.bytes ?? 0;
+    const cookiesPerSecond = (stats.replies['3'] ?? 0) / stats.seconds;
+    tc.diagnostic(`${sources} source(s): ${Math.round(stats.sent / stats.seconds)} initiations/s, ${pings.received}/60 pings, ` +
+      `${(moved / 1e6).toFixed(1)} MB of TCP in 3 s, ${cookiesPerSecond.toFixed(0)} cookie replies/s, handshake ${handshakeBefore} -> ${handshakeAfter}`);
+    assert.ok(stats.sent / stats.seconds > 10_000, `the flood ran: ${stats.sent} in ${stats.seconds} s`);
+    assert.ok(pings.received >= 54, `pings through 12 s of flood (sessions last 9 s): ${pings.received}/60`);
+    assert.ok(handshakeAfter > handshakeBefore, 'a new handshake completed under the flood');
+    assert.ok(moved > 10_000_000, `TCP through the tunnel under the flood: ${moved} bytes in 3 s`);
+    // Caps: 20 a second per source (a burst of 5), 2,000 a second in all.
+    assert.ok(cookiesPerSecond <= Math.min(2000, sources * 20) * 1.2 + 5, `cookie replies: ${cookiesPerSecond}/s`);
+    assert.ok(b.proc!.alive(), 'bravo is running');
+  }
+});

@@ -1,5 +1,5 @@
 // meshd's native addon: the thin layer for what JavaScript cannot do quickly. No WireGuard logic
-// lives here: TUN I/O, batched UDP (recvmmsg/sendmmsg), batched ChaCha20-Poly1305, fd readiness,
+// lives here: TUN I/O, batched UDP (recvmmsg/sendmmsg), batched ChaCha20-Poly1305, keyed BLAKE2s, fd readiness,
 // and ICMP echo for the daemon's latency probes.
 #include "common.h"
 #include <unistd.h>
@@ -14,6 +14,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   meshd::InitTun(env, exports);
   meshd::InitUdp(env, exports);
   meshd::InitAead(env, exports);
+  meshd::InitMac(env, exports);
   meshd::InitPoller(env, exports);
   meshd::InitIcmp(env, exports);
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));

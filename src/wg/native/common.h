@@ -71,6 +71,7 @@ inline Slots SlotArgs(const Napi::CallbackInfo& info, size_t at) {
 void InitTun(Napi::Env env, Napi::Object exports);
 void InitUdp(Napi::Env env, Napi::Object exports);
 void InitAead(Napi::Env env, Napi::Object exports);
+void InitMac(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitIcmp(Napi::Env env, Napi::Object exports);
 
