@@ -145,17 +145,17 @@ test('a full state disk: kick, invite and join fail with one line and change not
 });
 
 /**
- * Drops `share` of the packets the namespace receives and sends on its underlay (iptables
- * statistic: this kernel has no netem); loopback and the mesh interface itself are spared, so the
- * tunnel's inner packets are lost only with the datagrams that carry them.
+ * Drops `share` of the packets the namespace receives on its underlay (iptables statistic: this
+ * kernel has no netem). Every packet on the LAN is received by exactly one node, so applied to
+ * every node this is a LAN that loses `share` of everything it carries, each way. Loopback and the
+ * mesh interface itself are spared, so the tunnel's inner packets are lost only with the datagrams
+ * that carry them.
  */
 async function lossy(lan: Lan, node: MeshNode, share: number): Promise<void> {
   const drop = ['-m', 'statistic', '--mode', 'random', '--probability', String(share), '-j', 'DROP'];
-  for (const [chain, dir] of [['INPUT', '-i'], ['OUTPUT', '-o']] as const) {
-    await lan.t.exec(node.ns, 'iptables', ['-A', chain, dir, 'lo', '-j', 'ACCEPT']);
-    await lan.t.exec(node.ns, 'iptables', ['-A', chain, dir, node.ifname, '-j', 'ACCEPT']);
-    await lan.t.exec(node.ns, 'iptables', ['-A', chain, ...drop]);
-  }
+  await lan.t.exec(node.ns, 'iptables', ['-A', 'INPUT', '-i', 'lo', '-j', 'ACCEPT']);
+  await lan.t.exec(node.ns, 'iptables', ['-A', 'INPUT', '-i', node.ifname, '-j', 'ACCEPT']);
+  await lan.t.exec(node.ns, 'iptables', ['-A', 'INPUT', ...drop]);
 }
 
 /** Retries a CLI command until it succeeds or the deadline passes (a lossy underlay may need two). */
@@ -174,9 +174,8 @@ async function eventually(lan: Lan, node: MeshNode, args: string[], deadlineMs: 
   throw last ?? new Error('deadline');
 }
 
-// 30% loss is not here yet: a join through it does not complete within 60 s (issue 9's note).
-for (const share of [0.1]) {
-  test(`${share * 100}% packet loss on the underlay: a join and a kick complete within 60 s, TCP through the tunnel moves data`, { timeout: 180_000 }, async (tc) => {
+for (const share of [0.1, 0.3]) {
+  test(`${share * 100}% packet loss on the underlay: a join and a kick complete within 60 s, TCP through the tunnel moves data`, { timeout: 300_000 }, async (tc) => {
     const lan = new Lan();
     tc.after(() => lan.cleanup());
     await lan.init();
@@ -199,7 +198,7 @@ for (const share of [0.1]) {
       const r = await lan.t.exec(c.ns, 'iperf3', ['-c', '10.0.0.1', '-t', '3', '-J', '--connect-timeout', '10000'], { timeout: 60_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '{}' }));
       moved = (JSON.parse(r.stdout || '{}') as { end?: { sum_received?: { bytes?: number } } }).end?.sum_received?.bytes ?? 0;
     }
-    // At 10% loss each way iperf3 sometimes stalls after its first segments: what counts is that TCP moves.
+    // Under loss iperf3 sometimes stalls after its first segments: what counts is that TCP moves.
     assert.ok(moved > 0, `TCP through the tunnel moved ${moved} bytes`);
     // A kick reaches everyone.
     await eventually(lan, a, ['kick', 'bravo'], 60_000);
