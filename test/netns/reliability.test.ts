@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Lan, type MeshNode } from './mesh.js';
 import { ping, waitFor, wgDump, ROOT } from './harness.js';
@@ -57,6 +58,53 @@ test('a member that restarts with its clock a day behind: its handshakes are sti
   assert.ok(up?.time && Math.abs(Date.now() - 86_400_000 - up.time) < 600_000, `bravo's clock is a day behind (its log says ${up?.time})`);
   // Only bravo sends: its initiation must pass alpha's replay check (a stamp from yesterday would not).
   await waitFor(async () => (await ping(lan.t, b.ns, '10.0.0.1', { count: 1, wait: 1 })).received === 1, 20_000, 'bravo, a day behind, to reach alpha again');
+});
+
+/**
+ * A daemon environment whose wall clock the test moves while it runs: libfaketime reads the offset
+ * ("+0", "-1d", "+2d"...) from `file`, again at most a second after it changes.
+ */
+const jumpable = (file: string): NodeJS.ProcessEnv => ({
+  LD_PRELOAD: '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', FAKETIME_TIMESTAMP_FILE: file,
+  FAKETIME_CACHE_DURATION: '1', FAKETIME_DONT_FAKE_MONOTONIC: '1',
+});
+
+// Both members' clocks jump while they run, on shortened timers (rekey after 6 s, sessions void
+// after 9 s): whichever initiates a rekey after the jump back carries a timestamp its peer must
+// still take as newer than the one it took before the jump.
+test('members whose clocks jump a day back, then two days forward, while running keep their sessions and membership', { timeout: 180_000 }, async (tc) => {
+  const lan = new Lan();
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-clock-'));
+  tc.after(async () => { await lan.cleanup(); rmSync(dir, { recursive: true, force: true }); });
+  await lan.init();
+  const a = await lan.addNode('alpha');
+  const b = await lan.addNode('bravo');
+  const clock = join(dir, 'offset');
+  writeFileSync(clock, '+0\n');
+  await Promise.all(lan.nodes.map((n) => lan.start(n, { ...jumpable(clock), MESHD_TEST_TIMERS: '1' })));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  await lan.fullMesh(30_000);
+  for (const [offset, days] of [['-1d', -1], ['+2d', 2]] as const) {
+    writeFileSync(clock, `${offset}\n`);
+    // 20 s of pings both ways: two rekeys at least, each after the jump.
+    const [ab, ba] = await Promise.all([
+      ping(lan.t, a.ns, '10.0.0.2', { count: 40, interval: 0.5, wait: 1 }),
+      ping(lan.t, b.ns, '10.0.0.1', { count: 40, interval: 0.5, wait: 1 }),
+    ]);
+    // The jump is real: the daemons report their latest handshakes by their own (moved) clocks.
+    const hs = (await wgDump(lan.t, a.ns, a.ifname))[0].latestHandshake * 1000;
+    tc.diagnostic(`clocks ${offset}: ${ab.received}/40 and ${ba.received}/40 pings; alpha's latest handshake is ${((hs - Date.now()) / 86_400_000).toFixed(2)} days off`);
+    assert.ok(Math.abs(hs - Date.now() - days * 86_400_000) < 3_600_000, `a handshake after the jump, by the moved clock (${new Date(hs).toISOString()})`);
+    assert.ok(ab.received >= 36 && ba.received >= 36, `pings through the jump: ${ab.received}/40, ${ba.received}/40`);
+    for (const [n, other] of [[a, 'bravo'], [b, 'alpha']] as const) {
+      assert.deepEqual((await lan.status(n)).peers.map((p) => p.name), [other], `${n.name} keeps its membership`);
+    }
+  }
+  // And the ledger still takes new events: a join with an invite made on the moved clock.
+  const c = await lan.addNode('charlie');
+  await lan.start(c);
+  assert.match(await lan.cli(c, ['join', await lan.invite(a, ['--ttl', '1h'])]), /this node is 10\.0\.0\.3/);
 });
 
 /** A tmpfs of `size` at node's state dir; returns how to unmount it (before the Lan's cleanup). */
