@@ -117,11 +117,14 @@ function tmpfsState(node: MeshNode, size: string): () => void {
 /** Fills the file system at dir (a filler file), returns a function that frees it. */
 function fill(dir: string): () => void {
   const filler = join(dir, 'filler');
-  const chunk = Buffer.alloc(256 * 1024, 1);
-  try {
-    for (;;) writeFileSync(filler, chunk, { flag: 'a' });
-  } catch (err) {
-    assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+  // Big chunks, then pages, then bytes: only the slack in the last pages of other files is left.
+  for (const size of [256 * 1024, 4096, 1]) {
+    const chunk = Buffer.alloc(size, 1);
+    try {
+      for (;;) writeFileSync(filler, chunk, { flag: 'a' });
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    }
   }
   return () => rmSync(filler, { force: true });
 }
