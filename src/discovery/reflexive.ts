@@ -13,8 +13,9 @@
 //   interface ReflexiveReport { asked: { to, saw: string | null }[]; mapped: string[];
 //                               behindNat: boolean | null; variesByDestination: boolean | null }
 //   discoverReflexive(client, targets: Endpoint[], local: string[], opts?): Promise<ReflexiveReport>
-//       asks every target at once (at most `max`, distinct addresses, default 3); `local` are our own
-//       endpoints ('ip:port'): a mapping equal to one of them means no NAT in between
+//       asks every target at once (at most `max`, distinct addresses, default 3); once one has
+//       answered, the rest get `graceMs` (500) more; `local` are our own endpoints ('ip:port'):
+//       a mapping equal to one of them means no NAT in between
 //   stunTargets(peerEndpoints: Endpoint[], servers: Endpoint[], max?): Endpoint[]
 //       public peer endpoints first (one per address), then STUN servers
 import { isIP } from 'node:net';
@@ -52,9 +53,26 @@ export async function discoverReflexive(
   client: StunClient,
   targets: readonly Endpoint[],
   local: readonly string[],
-  opts: { timeoutMs?: number } = {},
+  opts: { timeoutMs?: number; graceMs?: number } = {},
 ): Promise<ReflexiveReport> {
-  const answers = await Promise.all(targets.map(async (to) => ({ to, saw: await client.stun(to, opts.timeoutMs ?? 2000) })));
+  // Once one target has answered, the others get `graceMs` more, not the whole timeout: a target
+  // that cannot answer (an IPv6 member seen from a host that lost its IPv6) must not hold up a
+  // member that has just moved to another network from telling everyone where it is now.
+  const graceMs = opts.graceMs ?? 500;
+  let startGrace = (): void => {};
+  const grace = new Promise<null>((resolve) => {
+    startGrace = () => {
+      startGrace = () => {};
+      setTimeout(() => resolve(null), graceMs);
+    };
+  });
+  const answers = await Promise.all(targets.map(async (to) => {
+    const asked = client.stun(to, opts.timeoutMs ?? 2000).then((saw) => {
+      if (saw !== null) startGrace();
+      return saw;
+    });
+    return { to, saw: await Promise.race([asked, grace]) };
+  }));
   const asked = answers.map((a) => ({ to: formatEndpoint(a.to), saw: a.saw ? formatEndpoint(a.saw) : null }));
   const seen = answers.filter((a) => a.saw !== null);
   const ours = new Set(local);

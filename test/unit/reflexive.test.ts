@@ -2,7 +2,7 @@
 // one (a mapping per destination), nobody answering; and whom to ask.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { discoverReflexive, stunTargets } from '../../src/discovery/reflexive.js';
+import { discoverReflexive, stunTargets, type StunClient } from '../../src/discovery/reflexive.js';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../../src/wg/endpoint.js';
 
 const e = parseEndpoint;
@@ -42,4 +42,19 @@ test('whom to ask: members on public addresses, one per address, then STUN serve
   const peers = ['192.168.1.5:51820', '198.20.1.2:51820', '198.20.1.2:6000', '[2a0f::1]:51820', '198.20.4.2:51820'].map(e);
   assert.deepEqual(stunTargets(peers, [e('198.20.99.9:3478')]).map(formatEndpoint), ['198.20.1.2:51820', '[2a0f::1]:51820', '198.20.4.2:51820']);
   assert.deepEqual(stunTargets([e('10.1.1.1:1')], [e('198.20.99.9:3478')]).map(formatEndpoint), ['198.20.99.9:3478']);
+});
+
+test('once one target answered, one that never will holds the report up for the grace only, not the whole timeout', async () => {
+  const slow: StunClient = {
+    stun: (to, timeoutMs = 2000) => new Promise((resolve) => {
+      if (formatEndpoint(to) === '198.20.1.2:51820') setTimeout(() => resolve(parseEndpoint('198.20.2.2:51820')), 10);
+      else setTimeout(() => resolve(null), timeoutMs); // never answers: its own timeout
+    }),
+  };
+  const t0 = performance.now();
+  const r = await discoverReflexive(slow, targets, ['192.168.2.2:51820'], { timeoutMs: 5000, graceMs: 200 });
+  const took = performance.now() - t0;
+  assert.ok(took < 2500, `reported after ${Math.round(took)} ms`);
+  assert.deepEqual(r.mapped, ['198.20.2.2:51820']);
+  assert.equal(r.asked.find((a) => a.to === '198.20.3.2:51820')?.saw, null);
 });
