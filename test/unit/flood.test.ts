@@ -81,6 +81,18 @@ test('the guard: under load past the threshold, cookie replies capped per source
   assert.equal(g.allowHandshake(peer, 0, t, true), true);
 });
 
+test('the guard: DH work for messages with a valid mac2 is budgeted in all, per source, and a peer\'s endpoint keeps its share', () => {
+  const g = new HandshakeGuard({ handshakesPerSecond: 50 });
+  const t = 5000;
+  let granted = 0;
+  for (let i = 0; i < 3000; i++) if (g.allowHandshake(addrFromString(`10.1.${i >> 8}.${i & 255}`), 0, t, false)) granted++;
+  assert.equal(granted, 50, 'sources that really received cookies: the global budget');
+  const one = addrFromString('198.51.100.8');
+  assert.equal([...Array(40)].filter(() => g.allowHandshake(one, 0, t + 1000, false)).length, 5, 'one source: a burst of 5');
+  const peer = addrFromString('203.0.113.10');
+  assert.equal([...Array(40)].filter(() => g.allowHandshake(peer, 0, t, true)).length, 5, 'a peer: its burst, past the spent budget');
+});
+
 test('a valid-mac1 flood from one source and from 20,000 spoofed ones: no DH work under load, capped cookie replies, and the real peer keeps its data flowing and rekeys', () => {
   const wire = new Wire();
   const a = wire.addNode('a', '192.0.2.1', 51820);
