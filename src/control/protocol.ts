@@ -8,6 +8,8 @@
 // Requests may be pipelined; responses carry the request's id and may come back in any order.
 // A request the server cannot read at all (not JSON, no id) is answered with id null and code
 // EPROTO. Both ends validate with the zod schemas below and bound line length before parsing.
+// The server may close a connection with a last reply of id null: EBUSY (at its connection or
+// buffer limit) or EIDLE (nothing sent for too long); see limits.ts.
 import { z } from 'zod';
 
 /** Longest request line the daemon reads; a longer one gets an EPROTO_LINE reply and a hang-up. */
@@ -44,6 +46,10 @@ export const ErrorCodes = {
   UNKNOWN: 'EUNKNOWN',
   /** A handler failed without giving a code, or its result is not JSON. */
   INTERNAL: 'EINTERNAL',
+  /** The server is at its connection or buffer limit: this connection is closed (see limits.ts). */
+  BUSY: 'EBUSY',
+  /** The connection sent nothing for too long with no request in flight: closed. */
+  IDLE: 'EIDLE',
 } as const;
 
 /** JSON text of a message plus the newline that ends it. */
@@ -62,6 +68,11 @@ export class LineReader {
   private overflowed = false;
 
   constructor(private readonly max: number) {}
+
+  /** Bytes held of an unfinished line. */
+  get buffered(): number {
+    return this.pending;
+  }
 
   push(chunk: Buffer): { lines: string[]; overflow: boolean } {
     const lines: string[] = [];
@@ -87,6 +98,7 @@ export class LineReader {
   private overflow(lines: string[]): { lines: string[]; overflow: true } {
     this.overflowed = true;
     this.parts = [];
+    this.pending = 0;
     return { lines, overflow: true };
   }
 }

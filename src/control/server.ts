@@ -1,10 +1,12 @@
 // The daemon's end of the control socket (see protocol.ts). Every failure a client can cause —
 // bad JSON, an unknown method, a handler that throws, a line that never ends — becomes an error
-// reply to that client; none of them can take the daemon down.
+// reply to that client; none of them can take the daemon down, nor its memory (limits.ts).
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { Logger } from '../util/log.js';
-import { ErrorCodes, LineReader, MAX_REQUEST_LINE, RequestSchema, encodeLine, type Response } from './protocol.js';
+import { ErrorCodes, RequestSchema, encodeLine, type Response } from './protocol.js';
+import { Connection, type ConnectionOwner } from './connection.js';
+import { HANG_UP_GRACE_MS, defaultLimits, type ControlLimits } from './limits.js';
 
 export type Handler = (params: unknown) => Promise<unknown>;
 
@@ -16,13 +18,21 @@ export class ControlServerError extends Error {
   }
 }
 
-/** Requests one connection may have in flight before we stop reading from it (backpressure). */
-const MAX_IN_FLIGHT = 64;
 const PROBE_TIMEOUT_MS = 1000;
+/** Longest error message sent back (zod lists every unrecognised key, and keys can be long). */
+const MAX_MESSAGE = 200;
+/** The connection limits are logged at most this often while they bite. */
+const LIMIT_LOG_INTERVAL_MS = 60_000;
 
-export class ControlServer {
+export class ControlServer implements ConnectionOwner {
+  /** Every socket we have, including those we are hanging up on (close() ends them all). */
   private readonly sockets = new Set<Socket>();
+  /** The connections that count towards the limits. */
+  private readonly conns = new Set<Connection>();
+  private bufferedBytes = 0;
   private closed = false;
+  private dropped = 0;
+  private lastLimitLog = 0;
 
   private constructor(
     private readonly server: Server,
@@ -30,10 +40,17 @@ export class ControlServer {
     private readonly ino: number,
     private readonly handlers: Readonly<Record<string, Handler>>,
     private readonly log: Logger | undefined,
+    readonly limits: ControlLimits,
   ) {
-    server.on('connection', (socket) => this.serve(socket));
-    // After listen, server errors (EMFILE on accept, ...) are logged: they must not crash the daemon.
+    server.on('connection', (socket) => this.admit(socket));
+    // After listen, server errors are logged: they must not crash the daemon. (At the open-file
+    // limit libuv accepts and closes newcomers itself; the connection cap keeps us below it.)
     server.on('error', (err) => this.log?.error({ err: err.message }, 'control socket error'));
+  }
+
+  /** Connections being served now. */
+  get connections(): number {
+    return this.conns.size;
   }
 
   /**
@@ -42,7 +59,7 @@ export class ControlServer {
    * Keep the socket in a private (0700) directory: the chmod follows the bind, and the directory
    * is what closes that window.
    */
-  static async listen(path: string, handlers: Record<string, Handler>, logger?: Logger): Promise<ControlServer> {
+  static async listen(path: string, handlers: Record<string, Handler>, logger?: Logger, limits: Partial<ControlLimits> = {}): Promise<ControlServer> {
     await clearStale(path, logger);
     const server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
     await new Promise<void>((resolve, reject) => {
@@ -60,7 +77,7 @@ export class ControlServer {
     try {
       await chmod(path, 0o600);
       const st = await lstat(path);
-      return new ControlServer(server, path, st.ino, { ...handlers }, logger);
+      return new ControlServer(server, path, st.ino, { ...handlers }, logger, { ...defaultLimits(), ...limits });
     } catch (err) {
       server.close();
       throw new ControlServerError('EIO', `cannot secure control socket ${path}: ${(err as Error).message}`, { cause: err });
@@ -72,6 +89,7 @@ export class ControlServer {
     if (this.closed) return;
     this.closed = true;
     const done = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    for (const c of this.conns) c.destroy();
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     await done;
@@ -83,48 +101,69 @@ export class ControlServer {
     }
   }
 
-  private serve(socket: Socket): void {
+  /** Takes a new connection, making room at the cap by closing the connection idle longest. */
+  private admit(socket: Socket): void {
     if (this.closed) {
       socket.destroy();
       return;
     }
     this.sockets.add(socket);
-    const reader = new LineReader(MAX_REQUEST_LINE);
-    let inFlight = 0;
-    let hangingUp = false;
-
-    const send = (res: Response) => {
-      if (socket.destroyed || !socket.writable) return;
-      socket.write(encodeLine(res));
-    };
-
-    socket.on('data', (chunk: Buffer) => {
-      if (hangingUp) return;
-      const { lines, overflow } = reader.push(chunk);
-      for (const line of lines) {
-        if (line.trim() === '') continue;
-        inFlight++;
-        if (inFlight >= MAX_IN_FLIGHT) socket.pause();
-        void this.dispatch(line).then((res) => {
-          send(res);
-          inFlight--;
-          if (inFlight < MAX_IN_FLIGHT && !hangingUp) socket.resume();
-        });
-      }
-      if (overflow) {
-        // Answer, then hang up: we cannot find where the next request starts.
-        hangingUp = true;
-        this.log?.warn({ limit: MAX_REQUEST_LINE }, 'control client sent an oversized line; hanging up');
-        send({ id: null, ok: false, error: { code: ErrorCodes.LINE, message: `request line longer than ${MAX_REQUEST_LINE} bytes` } });
-        socket.end(() => socket.destroy());
-      }
-    });
-    socket.on('error', (err) => this.log?.debug({ err: err.message }, 'control client connection error'));
     socket.on('close', () => this.sockets.delete(socket));
+    const { maxConnections } = this.limits;
+    if (this.conns.size >= maxConnections) {
+      const idlest = this.idlest();
+      const message = `meshd daemon has ${maxConnections} control connections open`;
+      if (idlest) {
+        this.limited('control connection limit reached; closing the longest-idle connection');
+        idlest.hangUp(ErrorCodes.BUSY, `${message}; closing this idle one`);
+      } else {
+        // Every connection is waiting for an answer: the newcomer must wait its turn.
+        this.limited('control connection limit reached and none idle; refusing a connection');
+        socket.on('error', () => {});
+        socket.end(encodeLine({ id: null, ok: false, error: { code: ErrorCodes.BUSY, message: `${message}, all busy; try again` } }));
+        setTimeout(() => socket.destroy(), HANG_UP_GRACE_MS).unref();
+        return;
+      }
+    }
+    this.conns.add(new Connection(socket, this, this.limits.idleMs, this.log));
   }
 
-  /** Turns one request line into its response; never rejects. */
-  private async dispatch(line: string): Promise<Response> {
+  /** The connection with nothing in flight that was active longest ago, if any. */
+  private idlest(): Connection | undefined {
+    let found: Connection | undefined;
+    for (const c of this.conns) if (c.idle && (!found || c.lastActive < found.lastActive)) found = c;
+    return found;
+  }
+
+  /** ConnectionOwner: keeps unfinished lines within maxBufferedBytes, closing the largest holders. */
+  buffered(_conn: Connection, delta: number): void {
+    this.bufferedBytes += delta;
+    while (this.bufferedBytes > this.limits.maxBufferedBytes) {
+      let largest: Connection | undefined;
+      for (const c of this.conns) if (!largest || c.buffered > largest.buffered) largest = c;
+      if (!largest || largest.buffered === 0) break;
+      this.limited('control request buffers full; closing the connection holding the most');
+      largest.hangUp(ErrorCodes.BUSY, `meshd daemon holds ${this.limits.maxBufferedBytes} bytes of unfinished requests; closing the largest (${largest.buffered} bytes)`);
+    }
+  }
+
+  /** ConnectionOwner: the connection no longer counts. */
+  gone(conn: Connection): void {
+    this.conns.delete(conn);
+  }
+
+  /** Logs that a limit bit, once per LIMIT_LOG_INTERVAL_MS with how often it did meanwhile. */
+  private limited(msg: string): void {
+    this.dropped++;
+    const now = Date.now();
+    if (now - this.lastLimitLog < LIMIT_LOG_INTERVAL_MS) return;
+    this.log?.warn({ dropped: this.dropped, connections: this.conns.size, limits: this.limits }, msg);
+    this.lastLimitLog = now;
+    this.dropped = 0;
+  }
+
+  /** ConnectionOwner: turns one request line into its response; never rejects. */
+  async dispatch(line: string): Promise<Response> {
     let json: unknown;
     try {
       json = JSON.parse(line);
@@ -136,7 +175,7 @@ export class ControlServer {
       const id = idOf(json);
       const issue = parsed.error.issues[0];
       const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-      return { id, ok: false, error: { code: ErrorCodes.PROTO, message: `invalid request: ${where}${issue?.message ?? 'malformed'}` } };
+      return { id, ok: false, error: { code: ErrorCodes.PROTO, message: clip(`invalid request: ${where}${issue?.message ?? 'malformed'}`) } };
     }
     const { id, method, params } = parsed.data;
     // Own properties only: 'toString' or '__proto__' must not reach Object.prototype.
@@ -166,6 +205,10 @@ export class ControlServer {
     this.log?.error({ method, err: err instanceof Error ? err.stack : message }, 'control handler failed unexpectedly');
     return { code: ErrorCodes.INTERNAL, message: message || 'internal error' };
   }
+}
+
+function clip(message: string): string {
+  return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE - 3)}...` : message;
 }
 
 function idOf(json: unknown): number | null {
