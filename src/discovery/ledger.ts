@@ -29,6 +29,9 @@
 //            founder's chain.
 //   invite   By an administrator: { key, expires, uses } (the secret never enters the ledger).
 //   cancel   By an administrator, of an open invite.
+//   routes   By an administrator, of a member: the prefixes it may route for the mesh (the latest
+//            in fold order counts; what the member advertises in its record is used only where
+//            approved, so no member pulls in traffic for a prefix by saying so).
 //
 // A revocation's causal past is its cut. Every event of the removed member that the revoker had
 // not seen when it revoked is void, whatever its timestamp: a backdated admission, grant, kick or
@@ -62,7 +65,8 @@
 //
 // Exported API:
 //   interface Member { peerId, name, meshIp, admin, founder, admittedAt, admittedBy, admission,
-//                      invite: string | null (invite event id), record: RecordBody | null }
+//                      invite: string | null (invite event id), routes: approved prefixes,
+//                      record: RecordBody | null }
 //   interface OpenInvite { id, issuer, expires, uses, used: number, at }
 //   interface Rejection { id, reason, type, by, at }
 //   type AddStatus = 'new' | 'known' | 'pending' | 'invalid'
@@ -109,6 +113,8 @@ export interface Member {
   readonly admission: string;
   /** Event id of the invite that admitted it; null for the founder's own admission. */
   readonly invite: string | null;
+  /** Prefixes an administrator approved this member to route (used where its record advertises them). */
+  readonly routes: readonly string[];
   readonly record: RecordBody | null;
 }
 
@@ -158,6 +164,7 @@ interface MemberState {
   admittedBy: string;
   admission: string;
   invite: string | null;
+  routes: readonly string[];
 }
 
 interface InviteState {
@@ -714,6 +721,13 @@ export class Ledger {
         if (!view.members.get(by)?.admin) return 'not an administrator';
         view.invites.set(id, { issuer: by, key: body.key, expires: body.expires, uses: body.uses, at: body.at, users: new Set(), dead: null });
         return null;
+      case 'routes': {
+        if (!view.members.get(by)?.admin) return 'not an administrator';
+        const target = view.members.get(body.member);
+        if (!target) return 'not a member';
+        target.routes = body.approved;
+        return null;
+      }
       case 'cancel': {
         if (!view.members.get(by)?.admin) return 'not an administrator';
         const inv = view.invites.get(body.invite);
@@ -780,7 +794,7 @@ export class Ledger {
     const founder = body.member === net.founder;
     view.members.set(body.member, {
       name, offset, admin: founder, rank: founder ? 0 : Number.MAX_SAFE_INTEGER,
-      admittedAt: body.at, admittedBy: by, admission: id, invite: body.invite,
+      admittedAt: body.at, admittedBy: by, admission: id, invite: body.invite, routes: [],
     });
     return null;
   }
@@ -890,7 +904,7 @@ export class Ledger {
     return Object.freeze({
       peerId, name: m.name, meshIp: intToIp(view.range.base + m.offset), admin: m.admin,
       founder: peerId === view.network.founder, admittedAt: m.admittedAt, admittedBy: m.admittedBy,
-      admission: m.admission, invite: m.invite, record: this.#records.get(peerId)?.env.body ?? null,
+      admission: m.admission, invite: m.invite, routes: m.routes, record: this.#records.get(peerId)?.env.body ?? null,
     });
   }
 

@@ -24,14 +24,15 @@
 //   grant    { type, network: id, member, ...link, at }                             by founder
 //   invite   { type, network: id, key: Ed25519 public key (base64url), expires, uses, ...link, at }
 //   cancel   { type, network: id, invite: invite event id, ...link, at }
-//   record   { type, network: id, member, wgPublicKey, name, endpoints, multiaddrs, seq, at }
+//   routes   { type, network: id, member, approved: prefixes, ...link, at }     by an administrator
+//   record   { type, network: id, member, wgPublicKey, name, endpoints, multiaddrs, routes?, seq, at }
 //            (records are not events: last writer wins by seq; no links)
 //
 // Exported API:
 //   schemas: NetworkInfoSchema, GenesisBodySchema, AdmitBodySchema, RevokeBodySchema,
-//            GrantBodySchema, InviteBodySchema, CancelBodySchema, RecordBodySchema, BodySchema,
+//            GrantBodySchema, InviteBodySchema, CancelBodySchema, RoutesBodySchema, RecordBodySchema, BodySchema,
 //            EnvelopeSchema
-//   types:   NetworkInfo, GenesisBody, AdmitBody, RevokeBody, GrantBody, InviteBody, CancelBody,
+//   types:   NetworkInfo, GenesisBody, AdmitBody, RevokeBody, GrantBody, InviteBody, CancelBody, RoutesBody,
 //            RecordBody, EventBody (all but record), LedgerBody (EventBody|record), Body
 //   class EnvelopeError extends Error { code: 'malformed' | 'forged' | 'unauthorized' | 'version' }
 //   parseEnvelope(json: unknown): SignedEnvelope<Body>
@@ -50,6 +51,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { ed25519PeerId, verifyEnvelope, type SignedEnvelope } from './signed.js';
 import { fromBase64 } from '../wg/crypto.js';
 import { formatEndpoint, parseEndpoint } from '../wg/endpoint.js';
+import { formatPrefix, parsePrefix } from '../wg/prefix.js';
 
 /** Names of networks and members: what a hostname label may be, lower-case. */
 export const NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -62,6 +64,8 @@ export const MAX_INVITE_USES = 65535;
 export const MAX_DEPS = 32;
 export const LEDGER_VERSION = 2;
 const MAX_ENDPOINTS = 32;
+/** Prefixes a member may advertise, or an administrator approve for it. */
+export const MAX_ROUTES = 32;
 const MAX_MULTIADDRS = 32;
 export const MAX_BOOTSTRAP = 16;
 const MAX_MULTIADDR_CHARS = 256;
@@ -147,6 +151,16 @@ function multiaddrOk(s: string, needPeer: boolean): boolean {
 const Multiaddr = z.string().max(MAX_MULTIADDR_CHARS).refine((s) => multiaddrOk(s, false), 'must be a multiaddr');
 export const BootstrapAddr = z.string().max(MAX_MULTIADDR_CHARS).refine((s) => multiaddrOk(s, true), 'must be a multiaddr ending in /p2p/<peer id>');
 
+/** A prefix routed through a member (a LAN behind it; 0.0.0.0/0 or ::/0 for an exit node). */
+export const RoutePrefix = z.string().max(43).refine((s) => {
+  try {
+    return s.includes('/') && formatPrefix(parsePrefix(s)) === s; // canonical: host bits zero
+  } catch {
+    return false;
+  }
+}, 'must be a prefix like 192.168.1.0/24 or fd00:1::/64, host bits zero');
+const RoutePrefixes = z.array(RoutePrefix).max(MAX_ROUTES).refine((a) => new Set(a).size === a.length, 'must not repeat a prefix');
+
 // ---- bodies -------------------------------------------------------------------------------------
 
 export const NetworkInfoSchema = z.strictObject({
@@ -221,6 +235,14 @@ export const CancelBodySchema = z.strictObject({
   ...Link,
 });
 
+export const RoutesBodySchema = z.strictObject({
+  type: z.literal('routes'),
+  network: NetworkId,
+  member: PeerIdString,
+  approved: RoutePrefixes,
+  ...Link,
+});
+
 export const RecordBodySchema = z.strictObject({
   type: z.literal('record'),
   network: NetworkId,
@@ -229,12 +251,15 @@ export const RecordBodySchema = z.strictObject({
   name: Name,
   endpoints: z.array(UdpEndpoint).max(MAX_ENDPOINTS),
   multiaddrs: z.array(Multiaddr).max(MAX_MULTIADDRS),
+  /** Prefixes this member offers to route (`meshd routes advertise`); used once approved. */
+  routes: RoutePrefixes.optional(),
   seq: z.int().min(0),
   at: Time,
 });
 
 export const BodySchema = z.discriminatedUnion('type', [
-  GenesisBodySchema, AdmitBodySchema, RevokeBodySchema, GrantBodySchema, InviteBodySchema, CancelBodySchema, RecordBodySchema,
+  GenesisBodySchema, AdmitBodySchema, RevokeBodySchema, GrantBodySchema, InviteBodySchema, CancelBodySchema, RoutesBodySchema,
+  RecordBodySchema,
 ]);
 
 export const EnvelopeSchema = z.strictObject({
@@ -253,7 +278,8 @@ export type GrantBody = Frozen<z.output<typeof GrantBodySchema>>;
 export type RecordBody = Frozen<z.output<typeof RecordBodySchema>>;
 export type InviteBody = Frozen<z.output<typeof InviteBodySchema>>;
 export type CancelBody = Frozen<z.output<typeof CancelBodySchema>>;
-export type EventBody = GenesisBody | AdmitBody | RevokeBody | GrantBody | InviteBody | CancelBody;
+export type RoutesBody = Frozen<z.output<typeof RoutesBodySchema>>;
+export type EventBody = GenesisBody | AdmitBody | RevokeBody | GrantBody | InviteBody | CancelBody | RoutesBody;
 export type LedgerBody = EventBody | RecordBody;
 export type Body = LedgerBody;
 
@@ -302,7 +328,7 @@ function signerAllowed(body: Body, by: string): string | null {
     case 'revoke':
       return body.reason === 'kick' || by === body.member ? null : 'a leave must be signed by the member itself';
     default:
-      return null; // admit, grant, invite, cancel: depends on the ledger (ledger.ts)
+      return null; // admit, grant, invite, cancel, routes: depends on the ledger (ledger.ts)
   }
 }
 

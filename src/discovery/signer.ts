@@ -10,11 +10,12 @@
 //   newNetwork({ name, founder, cidr? }): NetworkInfo           random id and pnet key
 //   foundNetwork(key, { name, memberName, cidr? }, now)
 //       : Promise<{ network, events: [genesis, admit] }>   a new network with its founder admitted
-//   record(key, { network, wgPublicKey, name, endpoints, multiaddrs, seq }, now)
+//   record(key, { network, wgPublicKey, name, endpoints, multiaddrs, routes?, seq }, now)
 //       : Promise<SignedEnvelope<RecordBody>>     records are not chained; seq: a persisted counter
 //   type Draft = { type: 'admit', member, name, ip?, invite: string | null, proof: string | null }
 //              | { type: 'revoke', member, reason? } | { type: 'grant', member }
 //              | { type: 'invite', key, expires, uses } | { type: 'cancel', invite }
+//              | { type: 'routes', member, approved: prefixes }
 //   class Signer {
 //     constructor(key: PrivateKey, ledger: Ledger, persist?: (env) => Promise<void>)
 //     readonly peerId: string
@@ -30,7 +31,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { eventId, signEnvelope, type SignedEnvelope } from './signed.js';
 import {
   AdmitBodySchema, CancelBodySchema, EnvelopeError, GenesisBodySchema, GrantBodySchema, InviteBodySchema,
-  LEDGER_VERSION, NetworkInfoSchema, RecordBodySchema, RevokeBodySchema, checkBody, intToIp, meshRange, parseEnvelope,
+  LEDGER_VERSION, NetworkInfoSchema, RecordBodySchema, RevokeBodySchema, RoutesBodySchema, checkBody, intToIp, meshRange, parseEnvelope,
   type AdmitBody, type EventBody, type GenesisBody, type InviteBody, type LedgerBody, type NetworkInfo, type RecordBody,
 } from './records.js';
 import { DEFAULT_INVITE_TTL_MS, newInviteSecret } from './invite.js';
@@ -75,13 +76,16 @@ export async function record(
   opts: {
     network: NetworkInfo | string; wgPublicKey: string; name: string;
     endpoints: readonly string[]; multiaddrs: readonly string[]; seq: number;
+    /** Prefixes this member advertises (`meshd routes advertise`); none: the field is left out. */
+    routes?: readonly string[];
   },
   now: number,
 ): Promise<SignedEnvelope<RecordBody>> {
   return build(key, checkBody(RecordBodySchema, {
     type: 'record', network: typeof opts.network === 'string' ? opts.network : opts.network.id,
     member: peerIdFromPrivateKey(key).toString(), wgPublicKey: opts.wgPublicKey, name: opts.name,
-    endpoints: [...opts.endpoints], multiaddrs: [...opts.multiaddrs], seq: opts.seq, at: now,
+    endpoints: [...opts.endpoints], multiaddrs: [...opts.multiaddrs],
+    ...(opts.routes?.length ? { routes: [...opts.routes] } : {}), seq: opts.seq, at: now,
   }, 'record'));
 }
 
@@ -90,7 +94,8 @@ export type Draft =
   | { type: 'revoke'; member: string; reason?: 'kick' | 'leave' }
   | { type: 'grant'; member: string }
   | { type: 'invite'; key: string; expires: number; uses: number }
-  | { type: 'cancel'; invite: string };
+  | { type: 'cancel'; invite: string }
+  | { type: 'routes'; member: string; approved: string[] };
 
 const SCHEMAS = {
   admit: [AdmitBodySchema, 'admission'],
@@ -98,6 +103,7 @@ const SCHEMAS = {
   grant: [GrantBodySchema, 'grant'],
   invite: [InviteBodySchema, 'invite'],
   cancel: [CancelBodySchema, 'cancel'],
+  routes: [RoutesBodySchema, 'route approval'],
 } as const;
 
 export class Signer {

@@ -36,7 +36,7 @@ test('the founder is the first member, at the first host, and an administrator',
   const [m] = l.members();
   assert.deepEqual({ ...m }, {
     peerId: f, name: 'founder', meshIp: '10.0.0.1', admin: true, founder: true, admittedAt: T0, admittedBy: f,
-    admission: eventId(net.admission), invite: null, record: null,
+    admission: eventId(net.admission), invite: null, routes: [], record: null,
   });
   assert.equal(l.isAdmin(f), true);
   assert.equal(l.nextAddress(), '10.0.0.2');
@@ -625,4 +625,31 @@ test('a genesis alone admits nobody; a network pinned at construction refuses ot
   assert.deepEqual(new Ledger().rejected(), []);
   assert.equal(new Ledger().freeName('x'), 'x');
   assert.deepEqual(new Ledger().invites(T0), []);
+});
+
+test('routes: an administrator approves prefixes for a member (the latest approval counts); nobody else can; a record advertises them; bad prefixes never parse', async () => {
+  const { fn, network } = await setup({ members: [[A, 'a'], [B, 'b']] });
+  const l = fn.ledger;
+  assert.deepEqual(l.member(a)!.routes, []);
+  await fn.signer.sign({ type: 'routes', member: a, approved: ['192.168.50.0/24', 'fd00:50::/64'] }, T0 + 30);
+  assert.deepEqual(l.member(a)!.routes, ['192.168.50.0/24', 'fd00:50::/64']);
+  await fn.signer.sign({ type: 'routes', member: a, approved: ['0.0.0.0/0'] }, T0 + 31);
+  assert.deepEqual(l.member(a)!.routes, ['0.0.0.0/0'], 'the latest approval replaces the earlier');
+  // A member that is not an administrator: its approval is stored and void.
+  const an = new Node(A, network, l.events());
+  const mine = await an.signer.sign({ type: 'routes', member: a, approved: ['10.9.0.0/16'] }, T0 + 32);
+  assert.equal(l.add(mine), 'new');
+  assert.equal(l.reasonOf(eventId(mine)), 'not an administrator');
+  assert.deepEqual(l.member(a)!.routes, ['0.0.0.0/0']);
+  // Only canonical prefixes: host bits, a bare address, a repeat, garbage.
+  for (const approved of [['192.168.50.1/24'], ['192.168.50.1'], ['10.1.0.0/16', '10.1.0.0/16'], ['nope/8'], ['10.0.0.0/33']]) {
+    await assert.rejects(fn.signer.sign({ type: 'routes', member: b, approved }, T0 + 40), EnvelopeError, JSON.stringify(approved));
+  }
+  // A record carries what its member advertises; without any, the field is absent (older records read the same).
+  const r = await record(A, { network, wgPublicKey: WG, name: 'a', endpoints: [], multiaddrs: [], routes: ['192.168.50.0/24'], seq: 1 }, T0 + 50);
+  assert.deepEqual(r.body.routes, ['192.168.50.0/24']);
+  assert.equal('routes' in (await record(A, { network, wgPublicKey: WG, name: 'a', endpoints: [], multiaddrs: [], seq: 2 }, T0 + 51)).body, false);
+  // A kicked member's approval goes with it.
+  await fn.kick(a, T0 + 60);
+  assert.equal(l.member(a), null);
 });
