@@ -23,7 +23,7 @@ import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
 import { LEDGER_VERSION, Ledger } from '../discovery/ledger.js';
 import { Signer, foundNetwork, record, type Draft } from '../discovery/signer.js';
 import { encodeInvite, parseInvite } from '../discovery/invite.js';
-import { NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
+import { MAX_ROUTES, NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
 import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
 import { createMeshNode, isLoopbackAddr, peerOf } from '../discovery/p2p.js';
@@ -42,6 +42,9 @@ import { PathFinder } from './pathfinder.js';
 import { udpBindFactory } from '../wg/bind.js';
 import { MonotonicStamps } from '../wg/tai64n.js';
 import { TunnelProber } from './prober.js';
+import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-routes.js';
+import { isDefaultRoute, overlaps } from '../routes/subnets.js';
+import { formatPrefix, parsePrefix } from '../wg/prefix.js';
 
 /**
  * A peer whose latest handshake is younger than this has a working endpoint: sessions are renewed
@@ -191,6 +194,10 @@ export class Daemon {
   private udpBlocked = false;
   /** Members whose mesh address the kernel routes elsewhere (null outside a network). */
   private leaks: LeakWatch | null = null;
+  /** Subnet routes: who holds which prefix, kernel routes, forwarding (null outside a network). */
+  private subnets: SubnetRoutes | null = null;
+  /** Prefixes this node offers to route (`meshd routes advertise`), kept in the store. */
+  private advertisedRoutes: AdvertisedRoute[] = [];
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -243,6 +250,8 @@ export class Daemon {
       const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger });
       const name = sanitizeName(opts.name ?? hostname());
       const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name);
+      const routes = (await store.getSettings<{ advertisedRoutes: AdvertisedRoute[] }>()).advertisedRoutes;
+      daemon.advertisedRoutes = Array.isArray(routes) ? routes.filter((r) => typeof r?.prefix === 'string').map((r) => ({ prefix: r.prefix, snat: r.snat !== false })) : [];
       try {
         daemon.prober = TunnelProber.open();
       } catch (err) {
@@ -272,6 +281,11 @@ export class Daemon {
       promote: async (p) => this.promote(p as { target: string }),
       ping: async (p) => this.ping(p as { target: string; timeoutMs?: number }),
       netcheck: async () => this.netcheck(),
+      routes: async () => this.routes(),
+      routesAdvertise: async (p) => this.routesAdvertise(p as { prefixes: string[]; snat?: boolean }),
+      routesWithdraw: async (p) => this.routesWithdraw(p as { prefixes: string[] }),
+      routesApprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, true),
+      routesUnapprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, false),
     };
   }
 
@@ -336,6 +350,84 @@ export class Daemon {
     if (!info.open && info.reason !== 'expired' && info.reason !== 'used up') throw new DaemonError('EINVAL', `invite ${info.id.slice(0, 12)} is already ${info.reason}`);
     await this.signAndPublish({ type: 'cancel', invite: info.id });
     return { cancelled: info.id };
+  }
+
+  // ------------------------------------------------------------------ subnet routes
+
+  /** Every prefix members advertise: who, approved or not, in use here or not (`meshd routes`). */
+  async routes(): Promise<{ routes: RouteRow[]; advertisedHere: AdvertisedRoute[] }> {
+    const { ledger } = this.requireNetwork();
+    return { routes: this.subnets?.rows(ledger.members()) ?? [], advertisedHere: this.advertisedRoutes };
+  }
+
+  /** A prefix as the ledger writes it, or a DaemonError saying what is wrong with it. */
+  private routePrefix(text: unknown, cidr: string): string {
+    let prefix: string;
+    try {
+      if (typeof text !== 'string' || !text.includes('/')) throw new Error();
+      prefix = formatPrefix(parsePrefix(text));
+    } catch {
+      throw new DaemonError('EINVAL', `${String(text)} is not a prefix: give one like 192.168.1.0/24 (or 0.0.0.0/0 for an exit node)`);
+    }
+    if (prefix !== text) throw new DaemonError('EINVAL', `${text} has host bits set: did you mean ${prefix}?`);
+    if (!isDefaultRoute(prefix) && overlaps(prefix, cidr)) {
+      throw new DaemonError('EINVAL', `${prefix} overlaps the mesh range ${cidr}: members' own addresses cannot be routed elsewhere`);
+    }
+    return prefix;
+  }
+
+  private routeList(p: { prefixes?: unknown }, cidr: string): string[] {
+    const list = Array.isArray(p.prefixes) ? p.prefixes : [];
+    if (list.length === 0) throw new DaemonError('EINVAL', 'give at least one prefix');
+    return [...new Set(list.map((t) => this.routePrefix(t, cidr)))];
+  }
+
+  /** `meshd routes advertise`: offers to route prefixes; used once an administrator approves them. */
+  async routesAdvertise(p: { prefixes: string[]; snat?: boolean }): Promise<{ advertised: string[]; approved: string[]; pending: string[] }> {
+    const { network, ledger } = this.requireNetwork();
+    const prefixes = this.routeList(p, network.cidr);
+    const next = [...this.advertisedRoutes.filter((r) => !prefixes.includes(r.prefix)), ...prefixes.map((prefix) => ({ prefix, snat: p.snat !== false }))];
+    if (next.length > MAX_ROUTES) throw new DaemonError('EINVAL', `a member advertises at most ${MAX_ROUTES} prefixes`);
+    await this.setAdvertisedRoutes(next);
+    const approved = new Set(ledger.member(this.peerId)?.routes ?? []);
+    return { advertised: prefixes, approved: prefixes.filter((x) => approved.has(x)), pending: prefixes.filter((x) => !approved.has(x)) };
+  }
+
+  /** `meshd routes withdraw`: no longer offers them (an approval stays, for a later advertise). */
+  async routesWithdraw(p: { prefixes: string[] }): Promise<{ withdrawn: string[] }> {
+    const { network } = this.requireNetwork();
+    const prefixes = this.routeList(p, network.cidr);
+    const missing = prefixes.filter((x) => !this.advertisedRoutes.some((r) => r.prefix === x));
+    if (missing.length) throw new DaemonError('ENOENT', `this node does not advertise ${missing.join(', ')}`);
+    await this.setAdvertisedRoutes(this.advertisedRoutes.filter((r) => !prefixes.includes(r.prefix)));
+    return { withdrawn: prefixes };
+  }
+
+  /** Stored first (a full disk fails the command and changes nothing), then in our record. */
+  private async setAdvertisedRoutes(next: AdvertisedRoute[]): Promise<void> {
+    await this.store.setSettings({ advertisedRoutes: next });
+    this.advertisedRoutes = next;
+    await this.publishRecord();
+    await this.onLedgerChange();
+  }
+
+  /** `meshd routes approve|unapprove MEMBER PREFIX...` (administrators): a routes event. */
+  async routesApprove(p: { target: string; prefixes: string[] }, approve: boolean): Promise<{ member: string; approved: string[] }> {
+    const { network, ledger } = this.requireNetwork();
+    if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can approve routes');
+    const target = this.findMember(String(p.target ?? ''));
+    const prefixes = this.routeList(p, network.cidr);
+    const have = ledger.member(target.peerId)!.routes;
+    const next = approve ? [...new Set([...have, ...prefixes])] : have.filter((x) => !prefixes.includes(x));
+    if (next.length > MAX_ROUTES) throw new DaemonError('EINVAL', `a member is approved for at most ${MAX_ROUTES} prefixes`);
+    if (!approve) {
+      const missing = prefixes.filter((x) => !have.includes(x));
+      if (missing.length) throw new DaemonError('ENOENT', `${target.name} is not approved for ${missing.join(', ')}`);
+    }
+    if (next.length !== have.length || next.some((x, i) => x !== have[i])) {
+      await this.signAndPublish({ type: 'routes', member: target.peerId, approved: next });
+    }
+    return { member: target.name, approved: next };
   }
 
   /**
@@ -570,6 +662,10 @@ export class Daemon {
       this.node = node ?? (await this.createNode(network, bootstrap));
       this.finder = this.createPathFinder();
       this.paths.onProbe = (hex) => this.finder?.hint(hex);
+      this.subnets = new SubnetRoutes({
+        ifname: this.opts.ifname, meshCidr: network.cidr, self: this.peerId, logger: this.log, prober: this.prober,
+        onChange: () => this.inBackground('moving a subnet route', this.onLedgerChange()),
+      });
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
       // sets off connections to every member, which then compete for the CPU.
       await this.onLedgerChange();
@@ -655,6 +751,8 @@ export class Daemon {
     this.finder = null;
     this.leaks?.stop();
     this.leaks = null;
+    await this.subnets?.stop();
+    this.subnets = null;
     this.paths.onProbe = null;
     this.paths.setMembers([]);
     await this.relayService?.close();
@@ -791,6 +889,7 @@ export class Daemon {
       name: this.name,
       endpoints,
       multiaddrs,
+      routes: this.advertisedRoutes.map((r) => r.prefix),
       seq: this.seq,
     }, Date.now());
   }
@@ -986,6 +1085,8 @@ export class Daemon {
       this.meshIp = ip;
       this.log.info({ meshIp: ip }, 'mesh address assigned');
     }
+    // Subnet routes first: which member holds which prefix goes into the peers below.
+    await this.subnets?.update(ledger.members(), this.advertisedRoutes);
     // Members that are gone are hung up on by the sync, once the revocation has reached them.
     const snapshot = this.engine.snapshot();
     const handshakes = new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs]));
@@ -995,6 +1096,7 @@ export class Daemon {
       .map((m) => [m.peerId, {
         wgPublicKey: m.record!.wgPublicKey,
         meshIp: m.meshIp,
+        routes: this.subnets?.routesOf(m.peerId) ?? [],
         endpoints: [...m.record!.endpoints],
         working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
         decided: this.finder?.decision(fromBase64(m.record!.wgPublicKey).toString('hex')) ?? null,
@@ -1056,6 +1158,7 @@ export class Daemon {
     this.paths.close();
     for (const t of this.timers) clearInterval(t);
     await this.control?.close();
+    await this.subnets?.stop(); // forwarding rules and the sysctl as they were found
     await this.sync?.stop();
     await Promise.resolve(this.node?.stop()).catch(() => {});
     await this.uapi.close();

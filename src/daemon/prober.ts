@@ -6,6 +6,7 @@
 //   TunnelProber.open(opts?): TunnelProber         throws (code EPERM...) without a raw socket
 //   prober.probe(targets: { key, ip }[]): void     one echo to each IPv4 address
 //   prober.rtt(key): number | null                 the latest round trip (ms), if fresh
+//   prober.answeredWithin(key, ms): boolean        an answer that recent (liveness)
 //   prober.echo(ip, timeoutMs?): Promise<number | null>   one echo now: its round trip, or null
 //   prober.close(): void
 import { randomInt } from 'node:crypto';
@@ -92,6 +93,12 @@ export class TunnelProber {
     const r = this.results.get(key);
     if (!r || this.now() - r.at > this.maxAgeMs) return null;
     return r.rtt;
+  }
+
+  /** Whether `key` answered an echo within the last `ms` milliseconds. */
+  answeredWithin(key: string, ms: number): boolean {
+    const r = this.results.get(key);
+    return r !== undefined && this.now() - r.at <= ms;
   }
 
   close(): void {
