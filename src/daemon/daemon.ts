@@ -569,7 +569,14 @@ export class Daemon {
     try {
       this.node = node ?? (await this.createNode(network, bootstrap));
       this.finder = this.createPathFinder();
-      this.paths.onProbe = (hex) => this.finder?.hint(hex);
+      this.paths.onProbe = (hex) => {
+        this.finder?.hint(hex);
+        const m = this.memberByWgHex(hex);
+        if (m) this.sync?.wake(m, 'it probed our WireGuard socket');
+      };
+      // Signs of life: a member we cannot reach over libp2p (a partition that healed) is dialled
+      // at once when its tunnel answers again, not when its dial backoff runs out (sync.ts).
+      if (this.prober) this.prober.onAlive = (peerId) => void this.sync?.wake(peerId, 'its tunnel answers');
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
       // sets off connections to every member, which then compete for the CPU.
       await this.onLedgerChange();
@@ -656,6 +663,7 @@ export class Daemon {
     this.leaks?.stop();
     this.leaks = null;
     this.paths.onProbe = null;
+    if (this.prober) this.prober.onAlive = null;
     this.paths.setMembers([]);
     await this.relayService?.close();
     this.relayService = null;
@@ -899,6 +907,11 @@ export class Daemon {
     } catch {
       return null;
     }
+  }
+
+  /** The member whose WireGuard key this is (hex), or null. */
+  private memberByWgHex(hex: string): string | null {
+    return this.ledger?.members().find((m) => m.peerId !== this.peerId && this.wgKeyOf(m.peerId)?.toString('hex') === hex)?.peerId ?? null;
   }
 
   /** We reach this member without a relay: a recent handshake on a real endpoint. */
