@@ -299,10 +299,8 @@ export class Daemon {
     const { network, events } = await foundNetwork(this.identity, { name: sanitizeName(p.network ?? 'mesh'), memberName: this.name, cidr }, Date.now());
     const ledger = new Ledger(network);
     ledger.addAll(events);
-    await this.store.setSettings({ ledgerFormat: LEDGER_VERSION });
     try {
-      await this.store.setNetwork(network);
-      await this.persist(ledger.events(), true);
+      await this.store.setMembership(network, ledger.events().map((e) => ({ id: eventId(e), value: e })), { ledgerFormat: LEDGER_VERSION });
       await this.startNetwork(network, ledger, null);
     } catch (err) {
       await this.undoMembership();
@@ -441,7 +439,19 @@ export class Daemon {
   }
 
   async join(p: { token: string; allowOverlap?: boolean }): Promise<{ meshIp: string; network: string; name: string }> {
-    if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
+    if (this.network) {
+      // A join asked again for the network we are in (its answer was lost: the daemon or the
+      // command was killed after the admission): it did succeed.
+      const again = (() => {
+        try {
+          return parseInvite(p.token).network.id === this.network!.id;
+        } catch {
+          return false;
+        }
+      })();
+      if (again && this.meshIp) return { meshIp: this.meshIp, network: this.network.name, name: this.ledger?.member(this.peerId)?.name ?? this.name };
+      throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
+    }
     // No expiry check here: the admitting member judges it by its clock (ours may be wrong).
     const invite = parseInvite(p.token);
     if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await localNetworks(this.opts.ifname), 'join');
@@ -460,9 +470,9 @@ export class Daemon {
         this.log.warn({ skewMs: result.skewMs }, `this machine's clock is ${describeSkew(result.skewMs)} the admitting member's: check NTP`);
       }
       if (result.name !== this.name) this.log.warn({ asked: this.name, got: result.name }, `another member is named ${this.name}: this node is ${result.name}`);
-      await this.store.setSettings({ ledgerFormat: LEDGER_VERSION });
-      await this.store.setNetwork(network);
-      await this.persist([...ledger.events(), ...ledger.records()], true);
+      // One batch: a kill -9 here leaves this node either a member with its ledger, or as it was
+      // (and then the same invite, asked again, is answered with the same admission).
+      await this.store.setMembership(network, [...ledger.events(), ...ledger.records()].map((e) => ({ id: eventId(e), value: e })), { ledgerFormat: LEDGER_VERSION });
       await this.startNetwork(network, ledger, node);
       const ms = (a: number, b: number) => Math.round(b - a);
       this.log.info({ network: network.name, meshIp: this.meshIp, via: result.via, ms: { node: ms(t0, t1), admission: ms(t1, t2), start: ms(t2, performance.now()) } }, 'joined');
@@ -661,7 +671,14 @@ export class Daemon {
     try {
       this.node = node ?? (await this.createNode(network, bootstrap));
       this.finder = this.createPathFinder();
-      this.paths.onProbe = (hex) => this.finder?.hint(hex);
+      this.paths.onProbe = (hex) => {
+        this.finder?.hint(hex);
+        const m = this.memberByWgHex(hex);
+        if (m) this.sync?.wake(m, 'it probed our WireGuard socket');
+      };
+      // Signs of life: a member we cannot reach over libp2p (a partition that healed) is dialled
+      // at once when its tunnel answers again, not when its dial backoff runs out (sync.ts).
+      if (this.prober) this.prober.onAlive = (peerId) => void this.sync?.wake(peerId, 'its tunnel answers');
       this.subnets = new SubnetRoutes({
         ifname: this.opts.ifname, meshCidr: network.cidr, self: this.peerId, logger: this.log, prober: this.prober,
         onChange: () => this.inBackground('moving a subnet route', this.onLedgerChange()),
@@ -754,6 +771,7 @@ export class Daemon {
     await this.subnets?.stop();
     this.subnets = null;
     this.paths.onProbe = null;
+    if (this.prober) this.prober.onAlive = null;
     this.paths.setMembers([]);
     await this.relayService?.close();
     this.relayService = null;
@@ -998,6 +1016,11 @@ export class Daemon {
     } catch {
       return null;
     }
+  }
+
+  /** The member whose WireGuard key this is (hex), or null. */
+  private memberByWgHex(hex: string): string | null {
+    return this.ledger?.members().find((m) => m.peerId !== this.peerId && this.wgKeyOf(m.peerId)?.toString('hex') === hex)?.peerId ?? null;
   }
 
   /** We reach this member without a relay: a recent handshake on a real endpoint. */

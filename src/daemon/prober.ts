@@ -7,6 +7,8 @@
 //   prober.probe(targets: { key, ip }[]): void     one echo to each IPv4 address
 //   prober.rtt(key): number | null                 the latest round trip (ms), if fresh
 //   prober.answeredWithin(key, ms): boolean        an answer that recent (liveness)
+//   prober.onAlive: ((key) => void) | null         a member answers for the first time, or
+//                                                  again after aliveAfterMs without an answer
 //   prober.echo(ip, timeoutMs?): Promise<number | null>   one echo now: its round trip, or null
 //   prober.close(): void
 import { randomInt } from 'node:crypto';
@@ -24,6 +26,8 @@ export interface ProberOptions {
   maxAgeMs?: number;
   /** A request unanswered this long is forgotten. Default 10 s. */
   timeoutMs?: number;
+  /** An answer after this long without one is news (onAlive). Default 7 s: a missed 5 s round. */
+  aliveAfterMs?: number;
   now?: () => number;
 }
 
@@ -42,12 +46,16 @@ export class TunnelProber {
   private readonly now: () => number;
   private readonly maxAgeMs: number;
   private readonly timeoutMs: number;
+  private readonly aliveAfterMs: number;
   private closed = false;
+  /** A member's tunnel works again (or for the first time): a sign of life the sync can use. */
+  onAlive: ((key: string) => void) | null = null;
 
   private constructor(private readonly fd: number, opts: ProberOptions) {
     this.now = opts.now ?? (() => performance.now());
     this.maxAgeMs = opts.maxAgeMs ?? 15_000;
     this.timeoutMs = opts.timeoutMs ?? 10_000;
+    this.aliveAfterMs = opts.aliveAfterMs ?? 7_000;
     this.poller = new (native().Poller)(fd, () => this.drain());
     this.poller.start();
   }
@@ -120,8 +128,13 @@ export class TunnelProber {
       this.pending.delete(seq);
       const now = this.now();
       const rtt = Math.round((now - p.sent) * 100) / 100;
-      if (p.resolve) p.resolve(rtt);
-      else this.results.set(p.key, { rtt, at: now });
+      if (p.resolve) {
+        p.resolve(rtt);
+        continue;
+      }
+      const last = this.results.get(p.key);
+      this.results.set(p.key, { rtt, at: now });
+      if (last === undefined || now - last.at > this.aliveAfterMs) this.onAlive?.(p.key);
     }
   }
 }

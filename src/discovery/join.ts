@@ -39,8 +39,14 @@
 // has no one to race with and answers at once.
 //
 // A name another member already has is made unique (name-2, ...): the answer carries the name
-// the joiner got. A node asking again (its first answer was lost) is answered ok without a new
-// admission, with the same address.
+// the joiner got. A node asking again (its first answer was lost: the joiner, or this member, was
+// killed mid-join) is answered ok without a new admission, with the same address, whichever
+// invite it holds now (the first one may be used up by its own admission).
+//
+// Crashes. The admission is persisted before it is published or answered (Signer), so a member
+// killed mid-join comes back with it, and the joiner's retry is answered from it. The joiner
+// stores nothing until the answer is in, then the network and its ledger in one batch (the
+// daemon): killed before that it is not a member in its own eyes, and asks again.
 //
 // Exported API:
 //   JOIN_PROTOCOL = '/meshd/join/2'
@@ -301,7 +307,9 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
       if (added.status === 'invalid') return { error: `bad invite: ${added.reason ?? 'invalid'}` };
       if (added.status === 'pending') return { error: explain('unknown invite') };
       const why = ledger.checkAdmission({ invite: req.inviteId, member: joiner }, t);
-      if (why !== null) return { error: explain(why) };
+      // A member asking again, with this invite or another (its first answer was lost: it or we
+      // were killed mid-join), is answered as a member: no second admission, same address.
+      if (why !== null && !(why === 'already a member' && ledger.isMember(joiner))) return { error: explain(why) };
       if (ledger.isMember(joiner)) {
         // Asked again (the first answer was lost): no second admission.
         safeAdd(ledger, req.record, log);

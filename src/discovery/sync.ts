@@ -13,9 +13,12 @@
 //    Envelopes pushed to us are judged by the ledger: an event whose history is missing is held
 //    and an exchange (2.) with the sender fetches the rest.
 //
-// 2. Anti-entropy. On every new connection to a member (the side that dialled starts it), when
-//    LedgerSync starts, when a connected peer becomes a member, when a push leaves events held,
-//    and every `entropyMs` (60 s) with one random connected member, a stream
+// 2. Anti-entropy. On every new connection to a member (the side that dialled starts it; the
+//    other side does if the dialler did not within a second, e.g. its ledger does not know us
+//    yet), when LedgerSync starts, when a connected peer becomes a member, when a push leaves
+//    events held, after a push to a member failed (that connection is exchanged on again, every
+//    `syncRetryMs`, until an exchange completes), and every `entropyMs` (60 s) with one random
+//    connected member, a stream
 //    `/meshd/<netid>/sync/2` exchanges what the other side lacks:
 //
 //      both sides write  hello { v: 2, digest, heads: [event ids] | null, send }
@@ -35,8 +38,23 @@
 // 3. Full mesh. Every member's record carries its multiaddrs (and, with throughMesh, its mesh
 //    address is tried last: the tunnel carries libp2p between members behind NATs); LedgerSync
 //    keeps a connection to every member that has a record, dialling it with exponential backoff
-//    (500 ms .. 30 s, jittered). To avoid two connections per pair, the smaller peer id dials at
-//    once and the larger one waits `yieldMs` first. Connections to revoked peers (after
+//    (from 500 ms, each wait jittered to 50-100 %). To avoid two connections per pair, the smaller
+//    peer id dials at once and the larger one waits `yieldMs` first.
+//
+//    Partitions and heals. The backoff is capped at `backoffMaxMs` (8 s) for a member lost less
+//    than `awayAfterMs` (10 min) ago: a partition that heals, a member that restarts, is dialled
+//    again within seconds, and the exchange on the new connection (2.) brings whatever was pushed
+//    while it was cut off at once, not at the next anti-entropy round. A member away longer (a
+//    laptop that is shut) is dialled at most every `awayBackoffMaxMs` (60 s): what it costs an
+//    idle daemon is a dial per unreachable member per cap, nothing per reachable one. Besides the
+//    timer, signs of life cut a wait short:
+//      - wake(peer, why): the daemon saw one (the member's tunnel answers again, it probed our
+//        WireGuard socket): that member is dialled now (the larger id after `yieldMs`), its
+//        backoff starting over;
+//      - a connection opens to a member we had failed to reach (either side dialled): the
+//        network that cut it off has probably healed, so every other member we are failing to
+//        reach is dialled within a second (jittered; at most once per `backoffMaxMs`).
+//    Connections to revoked peers (after
 //    `revokedGraceMs`, so that the revocation reaches them first), or to peers the gate denies,
 //    are closed (on every ledger change and every tick), and so are connections to peers that
 //    stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds).
@@ -44,9 +62,10 @@
 // Exported API:
 //   pushProtocol(networkId): string;  syncProtocol(networkId): string
 //   interface LedgerSyncOptions { logger?, gate?, maxFrameBytes?, maxSyncBytes?, syncTimeoutMs?,
-//                                 meshIntervalMs?, backoffMinMs?, backoffMaxMs?, yieldMs?,
-//                                 dialTimeoutMs?, syncRetryMs?, nonMemberGraceMs?, throughMesh?,
-//                                 revokedGraceMs?, fanout?, entropyMs? }
+//                                 meshIntervalMs?, backoffMinMs?, backoffMaxMs?, awayAfterMs?,
+//                                 awayBackoffMaxMs?, yieldMs?, dialTimeoutMs?, syncRetryMs?,
+//                                 nonMemberGraceMs?, throughMesh?, revokedGraceMs?, fanout?,
+//                                 entropyMs? }
 //   type EnvelopeSource = 'push' | 'sync'
 //   interface SyncResult { peer, sent, received, added, inSync, refused }
 //   class LedgerSync {
@@ -56,6 +75,8 @@
 //     publish(env): Promise<number>   adds env to the ledger if new (throws if invalid) and pushes
 //                                      it to every connected member; resolves to how many took it
 //     syncWith(peer: PeerId | string): Promise<SyncResult>   one exchange now
+//     wake(peer: string, why: string): boolean   a sign of life: dial that member now if we are
+//                                      failing to reach it (true if a dial was brought forward)
 //     onEnvelope(cb: (env, from: { peer, via }) => void): () => void
 //         envelopes new to this ledger that came from the network (not those given to publish)
 //   }
@@ -84,8 +105,14 @@ export interface LedgerSyncOptions {
   syncTimeoutMs?: number;
   /** How often the full-mesh check runs (it also runs on every ledger change); default 1 s. */
   meshIntervalMs?: number;
+  /** The first wait after a failed dial; default 500 ms (it doubles with each failure). */
   backoffMinMs?: number;
+  /** The longest wait between dials to a member lost less than awayAfterMs ago; default 8 s. */
   backoffMaxMs?: number;
+  /** A member unreachable this long is away; default 10 min. */
+  awayAfterMs?: number;
+  /** The longest wait between dials to a member that is away; default 60 s. */
+  awayBackoffMaxMs?: number;
   /** How long the larger peer id waits for the smaller one to dial; default 1.5 s. */
   yieldMs?: number;
   dialTimeoutMs?: number;
@@ -134,12 +161,22 @@ interface DialState {
   attempts: number;
   nextAt: number;
   dialing: boolean;
+  /** When we noticed we have no connection to it (or started). */
+  since: number;
+  /** When the last dial started (0: never). */
+  lastDialAt: number;
+  /** A dial to it has failed since we lost it: we are failing to reach it. */
+  failed: boolean;
 }
 
 const HELLO_KEYS = new Set(['v', 'digest', 'heads', 'send']);
 const MAX_HEADS = 256;
 const PUSH_MAX = 256;
 const BATCH = 256;
+/** How long the side that accepted a connection waits for the dialler to start the exchange. */
+const INBOUND_WAIT_MS = 1_000;
+/** Signs of life dial a member at most this often. */
+const WAKE_MIN_INTERVAL_MS = 1_000;
 
 function parseHello(value: unknown): Hello {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new FrameError('sync hello is not an object');
@@ -178,6 +215,8 @@ export class LedgerSync {
   readonly #meshIntervalMs: number;
   readonly #backoffMinMs: number;
   readonly #backoffMaxMs: number;
+  readonly #awayAfterMs: number;
+  readonly #awayBackoffMaxMs: number;
   readonly #yieldMs: number;
   readonly #dialTimeoutMs: number;
   readonly #throughMesh: boolean;
@@ -201,6 +240,8 @@ export class LedgerSync {
   #timer: NodeJS.Timeout | null = null;
   #entropyTimer: NodeJS.Timeout | null = null;
   #tickQueued = false;
+  /** When a member came back and we brought every other dial forward (see #wakeAll). */
+  #lastWakeAll = 0;
   #stopLedger: (() => void) | null = null;
   #abort = new AbortController();
 
@@ -217,7 +258,9 @@ export class LedgerSync {
     this.#syncTimeoutMs = opts.syncTimeoutMs ?? 60_000;
     this.#meshIntervalMs = opts.meshIntervalMs ?? 1_000;
     this.#backoffMinMs = opts.backoffMinMs ?? 500;
-    this.#backoffMaxMs = opts.backoffMaxMs ?? 30_000;
+    this.#backoffMaxMs = opts.backoffMaxMs ?? 8_000;
+    this.#awayAfterMs = opts.awayAfterMs ?? 10 * 60_000;
+    this.#awayBackoffMaxMs = Math.max(this.#backoffMaxMs, opts.awayBackoffMaxMs ?? 60_000);
     this.#yieldMs = opts.yieldMs ?? 1_500;
     this.#dialTimeoutMs = opts.dialTimeoutMs ?? 5_000;
     this.#throughMesh = opts.throughMesh ?? false;
@@ -330,6 +373,10 @@ export class LedgerSync {
     } catch (err) {
       frames?.abort(err as Error);
       this.#log.debug({ peer: conn.remotePeer.toString(), err: (err as Error).message }, 'cannot push to a member');
+      // The member may have missed it: this connection gets an exchange again, not now (it is
+      // struggling) but every syncRetryMs from now until one completes (#tick).
+      this.#synced.delete(conn.id);
+      this.#attempted.set(conn.id, Date.now());
       return false;
     }
   }
@@ -390,9 +437,16 @@ export class LedgerSync {
       void this.#hangUp(conn, 'revoked or denied');
       return;
     }
+    const st = this.#dials.get(peer);
     this.#dials.delete(peer);
-    // One exchange per connection is enough, and it is bidirectional: the dialler starts it.
-    if (conn.direction === 'outbound' && this.#ledger.isMember(peer)) void this.#syncOn(conn);
+    // A member we had failed to reach is back: whatever cut it off has probably healed for others.
+    if (st?.failed === true && this.#ledger.isMember(peer)) this.#wakeAll(`${peer} is reachable again`);
+    // One exchange per connection is enough, and it is bidirectional: the dialler starts it. If
+    // the dialler does not (its ledger does not know us as a member yet), #tick starts one here
+    // INBOUND_WAIT_MS after the connection opened; an exchange it starts (#serveSync) cancels that.
+    if (!this.#ledger.isMember(peer)) return;
+    if (conn.direction === 'outbound') void this.#syncOn(conn);
+    else this.#attempted.set(conn.id, Date.now() - this.#syncRetryMs + Math.min(this.#syncRetryMs, INBOUND_WAIT_MS));
   };
 
   readonly #onClose = (evt: CustomEvent<Connection>): void => {
@@ -418,6 +472,49 @@ export class LedgerSync {
     const target = typeof peer === 'string' ? peerIdFromString(peer) : peer;
     const dialled = await this.#node.dial(target, { signal: AbortSignal.timeout(this.#dialTimeoutMs) });
     return this.#syncOn(dialled);
+  }
+
+  /**
+   * A sign of life from a member (its tunnel answers again, it probed us): if we are failing to
+   * reach it, dial it now, its backoff starting over. The larger id of the pair waits yieldMs, so
+   * that two members seeing each other at once end with one connection. Cheap to call often: a
+   * member we are connected to, or dialled less than WAKE_MIN_INTERVAL_MS ago, is left alone.
+   */
+  wake(peer: string, why: string): boolean {
+    if (!this.#running || peer === this.#self || !this.#ledger.isMember(peer) || this.#mustHangUp(peer)) return false;
+    const st = this.#dials.get(peer);
+    // No dial state: connected, or not yet noticed (the next tick dials it).
+    if (st === undefined || !st.failed || st.dialing) return false;
+    const now = Date.now();
+    if (now - st.lastDialAt < WAKE_MIN_INTERVAL_MS) return false;
+    const at = now + (this.#self < peer ? 0 : this.#yieldMs);
+    if (st.nextAt <= at) return false;
+    st.attempts = 0;
+    st.nextAt = at;
+    this.#log.info({ peer, why, inMs: at - now }, 'a member shows signs of life: dialling it');
+    if (at === now) this.#queueTick();
+    return true;
+  }
+
+  /**
+   * A member we could not reach is back: dial every other member we are failing to reach within
+   * a second (jittered, so that members do not all dial at one instant), their backoffs starting
+   * over. At most once per backoffMaxMs: a flapping link does not turn into a dial storm.
+   */
+  #wakeAll(why: string): void {
+    const now = Date.now();
+    if (now - this.#lastWakeAll < this.#backoffMaxMs) return;
+    this.#lastWakeAll = now;
+    let woken = 0;
+    for (const [peer, st] of this.#dials) {
+      if (!st.failed || st.dialing) continue;
+      const at = now + Math.random() * 1_000 + (this.#self < peer ? 0 : this.#yieldMs);
+      if (st.nextAt <= at) continue;
+      st.attempts = 0;
+      st.nextAt = at;
+      woken++;
+    }
+    if (woken > 0) this.#log.info({ why, members: woken }, 'the network may have healed: dialling the members we could not reach');
   }
 
   #syncOn(conn: Connection): Promise<SyncResult> {
@@ -453,6 +550,8 @@ export class LedgerSync {
   }
 
   async #serveSync(stream: Stream, conn: Connection): Promise<void> {
+    // The peer started an exchange on this connection: ours (#tick) need not start another.
+    this.#attempted.set(conn.id, Date.now());
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#syncTimeoutMs)]);
     try {
       const r = await this.#exchange(new FrameStream(stream, this.#maxFrameBytes), conn, signal);
@@ -618,11 +717,12 @@ export class LedgerSync {
       let st = this.#dials.get(m.peerId);
       if (!st) {
         // The smaller id dials first; the larger waits so that the pair ends with one connection.
-        st = { attempts: 0, nextAt: this.#self < m.peerId ? now : now + this.#yieldMs, dialing: false };
+        st = { attempts: 0, nextAt: this.#self < m.peerId ? now : now + this.#yieldMs, dialing: false, since: now, lastDialAt: 0, failed: false };
         this.#dials.set(m.peerId, st);
       }
       if (st.dialing || now < st.nextAt) continue;
       st.dialing = true;
+      st.lastDialAt = now;
       void this.#dial(m.peerId, addrs, st);
     }
     // Forget peers that are no longer members.
@@ -637,10 +737,15 @@ export class LedgerSync {
       this.#log.debug({ peer, ms: Math.round(performance.now() - started) }, 'connected to a member');
       this.#dials.delete(peer);
     } catch (err) {
+      st.failed = true;
       st.attempts++;
-      const base = Math.min(this.#backoffMaxMs, this.#backoffMinMs * 2 ** (st.attempts - 1));
-      st.nextAt = Date.now() + base * (0.5 + Math.random() / 2);
-      this.#log.debug({ peer, attempts: st.attempts, retryInMs: Math.round(st.nextAt - Date.now()), err: (err as Error).message }, 'cannot reach a member');
+      const now = Date.now();
+      // A member lost a while ago (shut down, moved away) is dialled less often; signs of life
+      // (wake, #wakeAll) bring it back sooner.
+      const cap = now - st.since >= this.#awayAfterMs ? this.#awayBackoffMaxMs : this.#backoffMaxMs;
+      const base = Math.min(cap, this.#backoffMinMs * 2 ** Math.min(st.attempts - 1, 30));
+      st.nextAt = now + base * (0.5 + Math.random() / 2);
+      this.#log.debug({ peer, attempts: st.attempts, retryInMs: Math.round(st.nextAt - now), err: (err as Error).message }, 'cannot reach a member');
     } finally {
       st.dialing = false;
     }

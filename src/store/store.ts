@@ -132,13 +132,16 @@ export class Store {
   /** Stores (or overwrites, by id) all items in one atomic batch: all of them land or none. */
   async putEnvelopes(items: readonly { id: string; value: unknown }[]): Promise<void> {
     if (items.length === 0) return;
-    const ops = items.map(({ id, value }): Op => {
+    await this.commit(this.envelopeOps(items));
+  }
+
+  private envelopeOps(items: readonly { id: string; value: unknown }[]): Op[] {
+    return items.map(({ id, value }): Op => {
       if (typeof id !== 'string' || id.length === 0) throw new StoreError('EINVAL', 'envelope id must be a non-empty string');
       const text = JSON.stringify(value);
       if (text === undefined) throw new StoreError('EINVAL', `envelope ${id} is not JSON-serialisable`);
       return { type: 'put', sublevel: this.envelopes, key: id, value: text };
     });
-    await this.commit(ops);
   }
 
   /** Every stored envelope, in key order; unreadable entries are skipped with a warning. */
@@ -176,6 +179,20 @@ export class Store {
   }
 
   // ------------------------------------------------------------------ membership
+
+  /**
+   * Becoming a member (init, join): the network, its ledger and settings in one batch. A crash
+   * (kill -9 in the middle of a join) leaves all of it or none: never a stored network without
+   * the ledger that makes this node a member (which the next start would take for a removal).
+   */
+  async setMembership(n: NetworkInfo, items: readonly { id: string; value: unknown }[], settings: Record<string, unknown> = {}): Promise<void> {
+    const value: NetworkInfo = { id: n.id, name: n.name, cidr: n.cidr, psk: n.psk, founder: n.founder };
+    await this.commit([
+      ...Object.entries(settings).map(([key, v]): Op => ({ type: 'put', sublevel: this.settings, key, value: JSON.stringify(v) })),
+      ...this.envelopeOps(items),
+      { type: 'put', sublevel: this.network, key: NETWORK_KEY, value: JSON.stringify(value) },
+    ]);
+  }
 
   /** For `meshd leave` and removal: forgets the network and its ledger in one batch; keeps identity. */
   async wipeMembership(): Promise<void> {

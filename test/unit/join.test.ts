@@ -66,6 +66,12 @@ test('a valid invite admits; reusing it is refused; asking again is idempotent',
   const again = await tryJoin(net, j.node, j.key, inv, 'node-j');
   assert.equal(again.meshIp, r.meshIp);
   assert.equal(a.ledger.events().filter((e) => e.body.type === 'admit').length, 2);
+  // ... with another invite too (the first is used up by its own admission): same answer, and
+  // the new invite stays unused.
+  const other = await invite(net, { uses: 1, bootstrap: a.addrs });
+  assert.equal((await tryJoin(net, j.node, j.key, other, 'node-j')).meshIp, r.meshIp);
+  assert.equal(a.ledger.events().filter((e) => e.body.type === 'admit').length, 2);
+  assert.equal(a.ledger.inviteInfo(other.id, Date.now())?.used, 0);
   // The ledger holds the proof, never the secret: the admission does not let anyone else in.
   const adm = a.ledger.events().find((e) => e.body.type === 'admit' && e.body.member === idOf(j.key))!;
   assert.ok(!JSON.stringify(adm).includes(Buffer.from(inv.secret).toString('base64url')), 'no secret in the ledger');

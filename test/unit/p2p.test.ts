@@ -250,3 +250,34 @@ test('a peer that stays a non-member is hung up on after the grace period', asyn
   assert.ok(connected(a, s), 'still connected within the grace period');
   await waitFor(() => !connected(a, s), 2_000, 'A to hang up on the stranger');
 });
+
+test('backoff and signs of life: a member back after failed dials is dialled on wake(), and the others at once with it', async (t) => {
+  const { net, kb, kc, events } = await threeMembers();
+  const nodes: Array<{ stop(): unknown }> = [];
+  t.after(() => Promise.all(nodes.map((n) => n.stop())));
+  // A waits 10-20 s after each failed dial: without a sign of life, nothing would happen for seconds.
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { sync: { backoffMinMs: 20_000, backoffMaxMs: 20_000, dialTimeoutMs: 1_000 } });
+  nodes.push(a);
+  const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { bootstrap: a.addrs });
+  const c = await startPeer(net, kc, 'node-c', ledgerWith(net, events), { bootstrap: a.addrs });
+  nodes.push(b, c);
+  await waitFor(() => connected(a, b) && connected(a, c) && a.ledger.recordOf(b.id) !== null && a.ledger.recordOf(c.id) !== null, 8_000, 'A connected to B and C with their records');
+  const ports = [b, c].map((p) => /\/tcp\/(\d+)/.exec(p.addrs[0])![1]);
+  await b.stop();
+  await c.stop();
+  await waitFor(() => !connected(a, b) && !connected(a, c), 5_000, 'B and C gone');
+  // A's dials to both fail (nothing listens: refused at once), and it backs off for 10-20 s.
+  await new Promise((r) => setTimeout(r, 1_500));
+
+  // B and C come back at the same addresses: bare libp2p nodes that never dial A themselves.
+  const back = await Promise.all([kb, kc].map((key, i) => createMeshNode({ privateKey: key, psk: net.network.psk, listen: [`/ip4/127.0.0.1/tcp/${ports[i]}`], gate: { allow: () => true } })));
+  nodes.push(...back);
+  const t0 = performance.now();
+  assert.equal(a.sync.wake(b.id, 'its tunnel answers'), true, 'a dial to B is brought forward');
+  assert.equal(a.sync.wake(b.id, 'its tunnel answers'), false, 'once: it is due already');
+  await waitFor(() => connected(a, b), 3_000, 'A to dial B at once');
+  figures.wakeToConnected = ms(performance.now() - t0);
+  // B being back is a sign the network healed: C is dialled within a second, not after its backoff.
+  await waitFor(() => connected(a, c), 2_500, 'A to dial C, woken by B coming back');
+  figures.healSpreads = ms(performance.now() - t0);
+});

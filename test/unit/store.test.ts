@@ -88,6 +88,22 @@ test('putEnvelopes is one batch: a bad item means none of them land', async (t) 
   assert.equal((await store.allEnvelopes()).length, 101);
 });
 
+test('setMembership (init, join) is one batch: the network lands with its ledger and settings, or nothing does', async (t) => {
+  const dir = await tempDir(t);
+  const store = await Store.open(dir, { logger: recorder().logger });
+  t.after(() => store.close());
+  const cyclic: Record<string, unknown> = {};
+  cyclic.self = cyclic;
+  await assert.rejects(store.setMembership(NET, [{ id: 'g', value: { type: 'genesis' } }, { id: 'x', value: cyclic }], { ledgerFormat: 2 }));
+  assert.equal(await store.getNetwork(), null, 'no network without its ledger');
+  assert.deepEqual(await store.allEnvelopes(), []);
+  assert.deepEqual(await store.getSettings(), {});
+  await store.setMembership(NET, [{ id: 'g', value: { type: 'genesis' } }, { id: 'a', value: { type: 'admit' } }], { ledgerFormat: 2 });
+  assert.deepEqual(await store.getNetwork(), NET);
+  assert.deepEqual(await store.allEnvelopes(), [{ type: 'admit' }, { type: 'genesis' }]);
+  assert.deepEqual(await store.getSettings(), { ledgerFormat: 2 });
+});
+
 test('a corrupt value is skipped with a warning; everything else survives', async (t) => {
   const dir = await tempDir(t);
   const { logger, lines } = recorder();
