@@ -27,9 +27,31 @@ export interface CallOptions {
 
 let nextId = 1;
 
-/** Calls `method` on the daemon listening at `path` and returns its result. */
-export function call<T = unknown>(path: string, method: string, params?: object, opts: CallOptions = {}): Promise<T> {
-  const timeoutMs = opts.timeoutMs ?? 30_000;
+/**
+ * Failures that say the daemon never read the request, so asking again cannot do anything twice:
+ * refused or closed as idle at its connection cap (EBUSY), a listen backlog full (EAGAIN), a
+ * connection it had already hung up on (EPIPE).
+ */
+const RETRYABLE = new Set(['EBUSY', 'EAGAIN', 'EPIPE']);
+
+/**
+ * Calls `method` on the daemon listening at `path` and returns its result. A daemon busy at its
+ * connection cap (thousands of idle connections: issue 9) is asked again, with a growing pause,
+ * until the timeout.
+ */
+export async function call<T = unknown>(path: string, method: string, params?: object, opts: CallOptions = {}): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  for (let pause = 50; ; pause = Math.min(1000, pause * 2)) {
+    try {
+      return await attempt<T>(path, method, params, Math.max(1, deadline - Date.now()));
+    } catch (err) {
+      if (!(err instanceof ControlError && RETRYABLE.has(err.code)) || Date.now() + pause >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
+}
+
+function attempt<T>(path: string, method: string, params: object | undefined, timeoutMs: number): Promise<T> {
   const id = nextId++;
   return new Promise<T>((resolve, reject) => {
     const sock = createConnection(path);

@@ -315,7 +315,7 @@ test('unfinished lines are bounded in total: the connection holding the most is 
 });
 
 test('at the connection cap the longest-idle connection makes room; when every one is busy a newcomer is refused with EBUSY', { timeout: 60_000 }, async (t) => {
-  const { path, server } = await serve(t, { maxConnections: 8 });
+  const { path, server } = await serve(t, { maxConnections: 8, evictAfterMs: 0 });
   const idle = await Raw.many(path, 8, 1);
   // a user gets through: the oldest idle connection is closed for it, with the reason
   assert.deepEqual(await call(path, 'echo', { user: 1 }), { user: 1 });
@@ -326,8 +326,11 @@ test('at the connection cap the longest-idle connection makes room; when every o
   const busy = await Raw.many(path, 8);
   busy.forEach((c, i) => c.sock.write(`{"id":${i},"method":"sleep","params":{"ms":1500}}\n`));
   await until('eight busy connections', () => server.connections === 8 && idle.every((c) => c.closedByServer));
-  await assert.rejects(call(path, 'echo', {}), (e: unknown) => e instanceof ControlError && e.code === 'EBUSY' && e.message === 'meshd daemon has 8 control connections open, all busy; try again');
+  await assert.rejects(call(path, 'echo', {}, { timeoutMs: 400 }), (e: unknown) => e instanceof ControlError && e.code === 'EBUSY' && e.message === 'meshd daemon has 8 control connections open, all busy; try again');
+  // A user with time to wait is not told to retry: the client asks again until a slot frees.
+  const patient = call(path, 'echo', { user: 3 });
   for (const [i, c] of busy.entries()) assert.deepEqual(await c.waitFor(1), [{ id: i, ok: true, result: 'slept' }]);
+  assert.deepEqual(await patient, { user: 3 });
   assert.deepEqual(await call(path, 'echo', { user: 2 }), { user: 2 });
   busy.forEach((c) => c.sock.destroy());
 });
