@@ -29,8 +29,9 @@ let nextId = 1;
 
 /**
  * Failures that say the daemon never read the request, so asking again cannot do anything twice:
- * refused or closed as idle at its connection cap (EBUSY), a listen backlog full (EAGAIN), a
- * connection it had already hung up on (EPIPE).
+ * refused, or closed as idle, at its connection cap (EBUSY: a connection whose request has not
+ * been read yet counts as idle, so under a flood of connections a user's may be the one closed),
+ * a listen backlog full (EAGAIN), a connection it had already hung up on (EPIPE).
  */
 const RETRYABLE = new Set(['EBUSY', 'EAGAIN', 'EPIPE']);
 

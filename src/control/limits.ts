@@ -13,12 +13,6 @@ export interface ControlLimits {
   idleMs: number;
   /** Bytes of unfinished request lines held across all connections; above, the largest holder is closed. */
   maxBufferedBytes: number;
-  /**
-   * At the cap, only a connection idle at least this long is closed for a newcomer (else the
-   * newcomer is refused, and the client retries): a user's connection that has not yet sent its
-   * request is not evicted by a flood of connections accepted just after it.
-   */
-  evictAfterMs: number;
 }
 
 /** Requests one connection may have in flight before we stop reading from it. */
@@ -39,7 +33,6 @@ export function defaultLimits(): ControlLimits {
     maxConnections: files === null ? 1024 : Math.max(8, Math.min(1024, Math.floor(files / 4))),
     idleMs: 60_000,
     maxBufferedBytes: 64 * 1024 * 1024,
-    evictAfterMs: 1000,
   };
 }
 

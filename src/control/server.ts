@@ -128,11 +128,10 @@ export class ControlServer implements ConnectionOwner {
     this.conns.add(new Connection(socket, this, this.limits.idleMs, this.log));
   }
 
-  /** The connection with nothing in flight that was active longest ago (at least evictAfterMs ago), if any. */
+  /** The connection with nothing in flight that was active longest ago, if any. */
   private idlest(): Connection | undefined {
     let found: Connection | undefined;
-    const before = Date.now() - this.limits.evictAfterMs;
-    for (const c of this.conns) if (c.idle && c.lastActive <= before && (!found || c.lastActive < found.lastActive)) found = c;
+    for (const c of this.conns) if (c.idle && (!found || c.lastActive < found.lastActive)) found = c;
     return found;
   }
 

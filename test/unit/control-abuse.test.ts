@@ -315,7 +315,7 @@ test('unfinished lines are bounded in total: the connection holding the most is 
 });
 
 test('at the connection cap the longest-idle connection makes room; when every one is busy a newcomer is refused with EBUSY', { timeout: 60_000 }, async (t) => {
-  const { path, server } = await serve(t, { maxConnections: 8, evictAfterMs: 0 });
+  const { path, server } = await serve(t, { maxConnections: 8 });
   const idle = await Raw.many(path, 8, 1);
   // a user gets through: the oldest idle connection is closed for it, with the reason
   assert.deepEqual(await call(path, 'echo', { user: 1 }), { user: 1 });
