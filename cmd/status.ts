@@ -27,7 +27,8 @@ export function render(s: Status): string {
   const head = self.network
     ? `${self.name}  ${self.meshIp ?? '-'}  network ${self.network.name} (${self.network.cidr})${self.admin ? '  admin' : ''}\n` +
       `public key ${self.publicKey}  interface ${self.interface}  port ${self.listenPort}` +
-      (self.reflexive.length > 0 ? `  seen from outside as ${self.reflexive.join(', ')}` : '')
+      (self.reflexive.length > 0 ? `  seen from outside as ${self.reflexive.join(', ')}` : '') +
+      (self.exitNode ? `\nall traffic leaves through exit node ${self.exitNode}` : '')
     : `${self.name}: not a member of any network (meshd init, or meshd join <invite>)`;
   if (s.peers.length === 0) return head;
   const rows = [['NAME', 'MESH IP', 'ENDPOINT', 'PATH', 'HANDSHAKE', 'RX', 'TX', 'LATENCY', 'STATE']];

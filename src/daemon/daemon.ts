@@ -44,6 +44,7 @@ import { MonotonicStamps } from '../wg/tai64n.js';
 import { TunnelProber } from './prober.js';
 import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-routes.js';
 import { isDefaultRoute, overlaps } from '../routes/subnets.js';
+import { EXIT_TABLE, ExitRouting } from '../routes/exit-node.js';
 import { formatPrefix, parsePrefix } from '../wg/prefix.js';
 
 /**
@@ -150,6 +151,8 @@ export interface Status {
     listenPort: number;
     /** Our WireGuard socket as members on public addresses see it, when that differs (NAT). */
     reflexive: string[];
+    /** The member all our traffic leaves through (`meshd exit-node use`), or null. */
+    exitNode: string | null;
   };
   peers: PeerStatus[];
 }
@@ -198,6 +201,10 @@ export class Daemon {
   private subnets: SubnetRoutes | null = null;
   /** Prefixes this node offers to route (`meshd routes advertise`), kept in the store. */
   private advertisedRoutes: AdvertisedRoute[] = [];
+  /** The member our traffic leaves through (`meshd exit-node use`), kept in the store. */
+  private exitNode: { peerId: string; allowLan: boolean } | null = null;
+  private exitRouting: ExitRouting | null = null;
+  private exitUnusable = false;
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -252,6 +259,9 @@ export class Daemon {
       const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name);
       const routes = (await store.getSettings<{ advertisedRoutes: AdvertisedRoute[] }>()).advertisedRoutes;
       daemon.advertisedRoutes = Array.isArray(routes) ? routes.filter((r) => typeof r?.prefix === 'string').map((r) => ({ prefix: r.prefix, snat: r.snat !== false })) : [];
+      const exit = (await store.getSettings<{ exitNode: { peerId: string; allowLan: boolean } | null }>()).exitNode;
+      daemon.exitNode = exit && typeof exit.peerId === 'string' ? { peerId: exit.peerId, allowLan: exit.allowLan !== false } : null;
+      daemon.exitRouting = new ExitRouting({ ifname: opts.ifname, logger: opts.logger });
       try {
         daemon.prober = TunnelProber.open();
       } catch (err) {
@@ -286,6 +296,8 @@ export class Daemon {
       routesWithdraw: async (p) => this.routesWithdraw(p as { prefixes: string[] }),
       routesApprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, true),
       routesUnapprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, false),
+      exitNodeUse: async (p) => this.exitNodeUse(p as { target: string; allowLan?: boolean }),
+      exitNodeOff: async () => this.exitNodeOff(),
     };
   }
 
@@ -426,6 +438,79 @@ export class Daemon {
       await this.signAndPublish({ type: 'routes', member: target.peerId, approved: next });
     }
     return { member: target.name, approved: next };
+  }
+
+  // ------------------------------------------------------------------ exit nodes
+
+  /** Whether a member may carry our traffic: it advertises 0.0.0.0/0 and is approved for it. */
+  private isExitNode(peerId: string): boolean {
+    const m = this.ledger?.member(peerId);
+    return !!m && m.routes.includes('0.0.0.0/0') && (m.record?.routes ?? []).includes('0.0.0.0/0');
+  }
+
+  /** `meshd exit-node use MEMBER`: all this node's traffic leaves through that member. */
+  async exitNodeUse(p: { target: string; allowLan?: boolean }): Promise<{ exitNode: string; allowLan: boolean }> {
+    this.requireNetwork();
+    const target = this.findMember(String(p.target ?? ''));
+    if (target.peerId === this.peerId) throw new DaemonError('EINVAL', `${target.name} is this node`);
+    if (!this.isExitNode(target.peerId)) {
+      throw new DaemonError('EINVAL', `${target.name} is not an exit node: it must advertise 0.0.0.0/0 (meshd routes advertise 0.0.0.0/0 on it) and an administrator approve it (meshd routes approve ${target.name} 0.0.0.0/0)`);
+    }
+    const next = { peerId: target.peerId, allowLan: p.allowLan !== false };
+    await this.store.setSettings({ exitNode: next });
+    this.exitNode = next;
+    await this.onLedgerChange();
+    return { exitNode: target.name, allowLan: next.allowLan };
+  }
+
+  /** `meshd exit-node off`: the routes as they were before `use`. */
+  async exitNodeOff(): Promise<{ exitNode: null; was: string | null }> {
+    const was = this.exitNode ? (this.ledger?.member(this.exitNode.peerId)?.name ?? this.exitNode.peerId) : null;
+    await this.store.setSettings({ exitNode: null });
+    this.exitNode = null;
+    await this.stopExit();
+    if (this.network) await this.onLedgerChange();
+    return { exitNode: null, was };
+  }
+
+  private async stopExit(): Promise<void> {
+    await this.exitRouting?.off();
+    if (this.engine.device.fwmark === EXIT_TABLE) await this.engine.apply({ fwmark: 0, replacePeers: false, peers: [] });
+  }
+
+  /** Where members are on the underlay: meshd's own connections to them bypass the exit node. */
+  private memberAddresses(): string[] {
+    const out = new Set<string>();
+    const add = (ip: string) => {
+      if (ip && !ip.startsWith('127.') && ip !== '::1' && !(this.network && !ip.includes(':') && overlaps(`${ip}/32`, this.network.cidr))) out.add(ip);
+    };
+    for (const m of this.ledger?.members() ?? []) {
+      if (m.peerId === this.peerId || !m.record) continue;
+      for (const e of m.record.endpoints) {
+        try {
+          const ep = parseEndpoint(e);
+          add(formatEndpoint(ep).replace(/:\d+$/, '').replace(/^\[|\]$/g, ''));
+        } catch { /* skip */ }
+      }
+      for (const a of m.record.multiaddrs) {
+        const hit = /^\/(ip4|ip6)\/([^/]+)/.exec(a);
+        if (hit) add(hit[2]);
+      }
+    }
+    for (const p of this.engine.snapshot().peers) {
+      if (p.endpoint && !this.paths.isVirtual(p.endpoint)) add(formatEndpoint(p.endpoint).replace(/:\d+$/, '').replace(/^\[|\]$/g, ''));
+    }
+    return [...out].sort();
+  }
+
+  /** After the peers: policy routing through the exit node, failing closed when it is unusable. */
+  private async applyExit(): Promise<void> {
+    if (!this.exitNode || !this.exitRouting) return;
+    const usable = this.isExitNode(this.exitNode.peerId);
+    if (!usable && !this.exitUnusable) this.log.warn({ exitNode: this.exitNode.peerId }, 'the exit node no longer routes for the mesh: traffic to the internet is dropped until it does, or until meshd exit-node off');
+    this.exitUnusable = !usable;
+    if (this.engine.device.fwmark !== EXIT_TABLE) await this.engine.apply({ fwmark: EXIT_TABLE, replacePeers: false, peers: [] });
+    await this.exitRouting.apply({ allowLan: this.exitNode.allowLan, keep: this.memberAddresses() });
   }
 
   /**
@@ -599,6 +684,7 @@ export class Daemon {
         interface: this.engine.ifname,
         listenPort: this.engine.listenPort,
         reflexive: this.reflexive?.mapped ?? [],
+        exitNode: this.exitNode ? (this.ledger?.member(this.exitNode.peerId)?.name ?? this.exitNode.peerId) : null,
       },
       peers,
     };
@@ -770,6 +856,7 @@ export class Daemon {
     this.leaks = null;
     await this.subnets?.stop();
     this.subnets = null;
+    await this.stopExit().catch((err: Error) => this.log.warn({ err: err.message }, 'cannot remove the exit node routes'));
     this.paths.onProbe = null;
     if (this.prober) this.prober.onAlive = null;
     this.paths.setMembers([]);
@@ -799,6 +886,10 @@ export class Daemon {
    */
   private async forgetNetwork(): Promise<void> {
     await this.stopNetwork();
+    if (this.exitNode) {
+      this.exitNode = null;
+      await this.store.setSettings({ exitNode: null }).catch(() => {});
+    }
     const identity = await generateKeyPair('Ed25519');
     const wgKey = generatePrivateKey();
     await this.store.setIdentity(privateKeyToProtobuf(identity));
@@ -1119,7 +1210,7 @@ export class Daemon {
       .map((m) => [m.peerId, {
         wgPublicKey: m.record!.wgPublicKey,
         meshIp: m.meshIp,
-        routes: this.subnets?.routesOf(m.peerId) ?? [],
+        routes: [...(this.subnets?.routesOf(m.peerId) ?? []), ...(this.exitNode?.peerId === m.peerId && this.isExitNode(m.peerId) ? ['0.0.0.0/0'] : [])],
         endpoints: [...m.record!.endpoints],
         working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
         decided: this.finder?.decision(fromBase64(m.record!.wgPublicKey).toString('hex')) ?? null,
@@ -1154,6 +1245,7 @@ export class Daemon {
       await this.engine.apply(change);
       this.log.debug({ changes: change.peers.length }, 'peers reconciled');
     }
+    await this.applyExit();
     const rank = endpointRank(localAddresses(this.opts.ifname));
     this.finder?.setPeers(members.flatMap((m) => {
       const key = this.wgKeyOf(m.peerId);
@@ -1182,6 +1274,7 @@ export class Daemon {
     for (const t of this.timers) clearInterval(t);
     await this.control?.close();
     await this.subnets?.stop(); // forwarding rules and the sysctl as they were found
+    await this.exitRouting?.off().catch(() => {}); // policy rules as they were found
     await this.sync?.stop();
     await Promise.resolve(this.node?.stop()).catch(() => {});
     await this.uapi.close();

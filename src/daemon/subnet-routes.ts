@@ -44,6 +44,8 @@ export interface Liveness {
 export class SubnetRoutes {
   private holders = new Map<string, string>();
   private installed = new Set<string>();
+  /** Prefixes the kernel refused to route here (reported once). */
+  private readonly refused = new Set<string>();
   private readonly forwarding: Forwarding;
   private contest: { key: string; ip: string }[] = [];
   private timer: NodeJS.Timeout | null = null;
@@ -126,8 +128,9 @@ export class SubnetRoutes {
         this.installed.add(p);
         this.opts.logger.info({ prefix: p }, 'subnet route added');
       } catch (err) {
-        // Typically a network this host is on itself: its own route wins, and stays.
-        this.opts.logger.warn({ prefix: p, err: (err as Error).message }, 'cannot route a subnet into the mesh');
+        // Typically a network this host is on itself: its own route wins, and stays (said once).
+        if (!this.refused.has(p)) this.opts.logger.warn({ prefix: p, err: (err as Error).message }, 'cannot route a subnet into the mesh');
+        this.refused.add(p);
       }
     }
   }

@@ -106,7 +106,7 @@ test('status prints a leaking member loudly, in its row and in a warning line', 
     rxBytes: 1000, txBytes: 1000, latencyMs: 1, online: true, admin: false, leak,
   });
   const s: Status = {
-    self: { name: 'alpha', meshIp: '10.77.0.1', publicKey: 'k', peerId: 'a', network: { id: 'n', name: 'mesh', cidr: '10.77.0.0/24' }, admin: true, interface: 'meshd0', listenPort: 51820, reflexive: [] },
+    self: { name: 'alpha', meshIp: '10.77.0.1', publicKey: 'k', peerId: 'a', network: { id: 'n', name: 'mesh', cidr: '10.77.0.0/24' }, admin: true, interface: 'meshd0', listenPort: 51820, reflexive: [], exitNode: null },
     peers: [peer('bravo', '10.77.0.2', 'routes via eth0'), peer('charlie', '10.77.0.3', null)],
   };
   const text = render(s);
