@@ -32,6 +32,14 @@
 //   routes   By an administrator, of a member: the prefixes it may route for the mesh (the latest
 //            in fold order counts; what the member advertises in its record is used only where
 //            approved, so no member pulls in traffic for a prefix by saying so).
+//   device   By an administrator: a plain WireGuard device (a phone, a laptop) hosted by a member,
+//            { member: the host, name, wgPublicKey, ip }. It gets an address from the same pool
+//            as members (the one chosen when free, else the lowest free one; 'range full' voids
+//            it); its name must be free among members and devices, its key unused by another
+//            device. Only the public key is here: the private key never enters the ledger.
+//            A device goes with its host: removing the member removes its devices and frees
+//            their addresses.
+//   undevice By an administrator, of a device event: the device is removed, its address freed.
 //
 // A revocation's causal past is its cut. Every event of the removed member that the revoker had
 // not seen when it revoked is void, whatever its timestamp: a backdated admission, grant, kick or
@@ -67,6 +75,7 @@
 //   interface Member { peerId, name, meshIp, admin, founder, admittedAt, admittedBy, admission,
 //                      invite: string | null (invite event id), routes: approved prefixes,
 //                      record: RecordBody | null }
+//   interface Device { id (its device event), name, host (peer id), wgPublicKey, ip, addedBy, at }
 //   interface OpenInvite { id, issuer, expires, uses, used: number, at }
 //   interface Rejection { id, reason, type, by, at }
 //   type AddStatus = 'new' | 'known' | 'pending' | 'invalid'
@@ -84,6 +93,7 @@
 //     nextLink(signer): { seq, prev, deps }   what the signer's next event must carry
 //     network(); members() (by address); member(peerId); isMember; isAdmin; revoked(peerId)
 //     addressOf(peerId); nextAddress(); freeName(name): string
+//     devices(): Device[] (by address); device(nameOrId): Device | null
 //     invites(now): OpenInvite[]; inviteInfo(id): OpenInvite & { open, reason } | null
 //     checkAdmission({ invite: id, member }, now): string | null   would an admission pass now?
 //     rejected(): Rejection[]; reasonOf(id): string | null
@@ -93,7 +103,7 @@ import { createHash } from 'node:crypto';
 import { canonicalJson, eventId, type SignedEnvelope } from './signed.js';
 import {
   EnvelopeError, LEDGER_VERSION, MAX_DEPS, NetworkInfoSchema, checkBody, intToIp, ipToInt, meshRange, parseEnvelope,
-  type AdmitBody, type EventBody, type LedgerBody, type MeshRange, type NetworkInfo, type RecordBody,
+  type AdmitBody, type DeviceBody, type EventBody, type LedgerBody, type MeshRange, type NetworkInfo, type RecordBody,
 } from './records.js';
 import { verifyInviteProof } from './invite.js';
 
@@ -116,6 +126,19 @@ export interface Member {
   /** Prefixes an administrator approved this member to route (used where its record advertises them). */
   readonly routes: readonly string[];
   readonly record: RecordBody | null;
+}
+
+/** A plain WireGuard device hosted by a member (`meshd client add`). */
+export interface Device {
+  /** Event id of its device event. */
+  readonly id: string;
+  readonly name: string;
+  /** Peer id of the hosting member. */
+  readonly host: string;
+  readonly wgPublicKey: string;
+  readonly ip: string;
+  readonly addedBy: string;
+  readonly at: number;
 }
 
 export interface OpenInvite {
@@ -167,6 +190,15 @@ interface MemberState {
   routes: readonly string[];
 }
 
+interface DeviceState {
+  name: string;
+  host: string;
+  wgPublicKey: string;
+  offset: number;
+  addedBy: string;
+  at: number;
+}
+
 interface InviteState {
   issuer: string;
   key: string;
@@ -196,6 +228,8 @@ interface View {
   removed: Map<string, string>;
   names: Map<string, string>;
   invites: Map<string, InviteState>;
+  /** device event id -> device. */
+  devices: Map<string, DeviceState>;
   used: Set<number>;
   founderAdmitted: boolean;
   rejected: Rejection[];
@@ -640,7 +674,7 @@ export class Ledger {
     const network = this.#pinned!;
     return {
       network, range: meshRange(network.cidr)!, rootId: root.id, members: new Map(), removed: new Map(), names: new Map(),
-      invites: new Map(), used: new Set(), founderAdmitted: false, rejected: [], reasons: new Map(), cuts, found: emptyCuts(), forks: new Map(), equivocators: new Map(), applied: 0,
+      invites: new Map(), devices: new Map(), used: new Set(), founderAdmitted: false, rejected: [], reasons: new Map(), cuts, found: emptyCuts(), forks: new Map(), equivocators: new Map(), applied: 0,
     };
   }
 
@@ -728,6 +762,15 @@ export class Ledger {
         target.routes = body.approved;
         return null;
       }
+      case 'device':
+        return this.#applyDevice(view, id, by, body);
+      case 'undevice': {
+        if (!view.members.get(by)?.admin) return 'not an administrator';
+        const dev = view.devices.get(body.device);
+        if (!dev) return this.#nodes.get(body.device)?.env.body.type === 'device' ? 'device already removed' : 'unknown device';
+        this.#removeDevice(view, body.device);
+        return null;
+      }
       case 'cancel': {
         if (!view.members.get(by)?.admin) return 'not an administrator';
         const inv = view.invites.get(body.invite);
@@ -748,6 +791,7 @@ export class Ledger {
     view.used.delete(target.offset);
     if (view.names.get(target.name) === member) view.names.delete(target.name);
     view.removed.set(member, reason);
+    for (const [devId, dev] of view.devices) if (dev.host === member) this.#removeDevice(view, devId);
     for (const [invId, inv] of view.invites) {
       if (inv.issuer !== member || inv.dead !== null) continue;
       inv.dead = 'dead: its issuer was removed';
@@ -797,6 +841,27 @@ export class Ledger {
       admittedAt: body.at, admittedBy: by, admission: id, invite: body.invite, routes: [],
     });
     return null;
+  }
+
+  #applyDevice(view: View, id: string, by: string, body: DeviceBody): string | null {
+    if (!view.members.get(by)?.admin) return 'not an administrator';
+    if (!view.members.has(body.member)) return 'its host is not a member';
+    if (view.names.has(body.name)) return `name ${body.name} is taken`;
+    for (const dev of view.devices.values()) if (dev.wgPublicKey === body.wgPublicKey) return `key already used by device ${dev.name}`;
+    const offset = this.#offsetFor(view, body.ip);
+    if (offset === null) return 'range full';
+    view.used.add(offset);
+    view.names.set(body.name, `device:${id}`);
+    view.devices.set(id, { name: body.name, host: body.member, wgPublicKey: body.wgPublicKey, offset, addedBy: by, at: body.at });
+    return null;
+  }
+
+  #removeDevice(view: View, id: string): void {
+    const dev = view.devices.get(id);
+    if (!dev) return;
+    view.devices.delete(id);
+    view.used.delete(dev.offset);
+    if (view.names.get(dev.name) === `device:${id}`) view.names.delete(dev.name);
   }
 
   #offsetFor(view: View, ip: string): number | null {
@@ -944,6 +1009,22 @@ export class Ledger {
     if (!view) return null;
     const offset = lowestFree(view.range, view.used);
     return offset === null ? null : intToIp(view.range.base + offset);
+  }
+
+  /** Plain WireGuard devices, by address. */
+  devices(): Device[] {
+    const view = this.#fold();
+    if (!view) return [];
+    return [...view.devices.entries()]
+      .sort((a, b) => a[1].offset - b[1].offset)
+      .map(([id, d]) => Object.freeze({
+        id, name: d.name, host: d.host, wgPublicKey: d.wgPublicKey, ip: intToIp(view.range.base + d.offset), addedBy: d.addedBy, at: d.at,
+      }));
+  }
+
+  /** One device by name or by its device event id, or null. */
+  device(nameOrId: string): Device | null {
+    return this.devices().find((d) => d.name === nameOrId || d.id === nameOrId) ?? null;
   }
 
   /** `name` if no member has it, else name-2, name-3, ... (what the fold would make of it). */

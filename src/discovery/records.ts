@@ -25,14 +25,19 @@
 //   invite   { type, network: id, key: Ed25519 public key (base64url), expires, uses, ...link, at }
 //   cancel   { type, network: id, invite: invite event id, ...link, at }
 //   routes   { type, network: id, member, approved: prefixes, ...link, at }     by an administrator
+//   device   { type, network: id, member: hosting member, name, wgPublicKey, ip, ...link, at }
+//                                                                           by an administrator
+//   undevice { type, network: id, device: device event id, ...link, at }   by an administrator
 //   record   { type, network: id, member, wgPublicKey, name, endpoints, multiaddrs, routes?, seq, at }
 //            (records are not events: last writer wins by seq; no links)
 //
 // Exported API:
 //   schemas: NetworkInfoSchema, GenesisBodySchema, AdmitBodySchema, RevokeBodySchema,
-//            GrantBodySchema, InviteBodySchema, CancelBodySchema, RoutesBodySchema, RecordBodySchema, BodySchema,
+//            GrantBodySchema, InviteBodySchema, CancelBodySchema, RoutesBodySchema, DeviceBodySchema, UndeviceBodySchema,
+//            RecordBodySchema, BodySchema,
 //            EnvelopeSchema
 //   types:   NetworkInfo, GenesisBody, AdmitBody, RevokeBody, GrantBody, InviteBody, CancelBody, RoutesBody,
+//            DeviceBody, UndeviceBody,
 //            RecordBody, EventBody (all but record), LedgerBody (EventBody|record), Body
 //   class EnvelopeError extends Error { code: 'malformed' | 'forged' | 'unauthorized' | 'version' }
 //   parseEnvelope(json: unknown): SignedEnvelope<Body>
@@ -243,6 +248,24 @@ export const RoutesBodySchema = z.strictObject({
   ...Link,
 });
 
+/** A plain WireGuard device (a phone, a laptop) hosted by a member: only its public key is here. */
+export const DeviceBodySchema = z.strictObject({
+  type: z.literal('device'),
+  network: NetworkId,
+  member: PeerIdString,
+  name: Name,
+  wgPublicKey: WgKey,
+  ip: Ipv4,
+  ...Link,
+});
+
+export const UndeviceBodySchema = z.strictObject({
+  type: z.literal('undevice'),
+  network: NetworkId,
+  device: EventId,
+  ...Link,
+});
+
 export const RecordBodySchema = z.strictObject({
   type: z.literal('record'),
   network: NetworkId,
@@ -259,7 +282,7 @@ export const RecordBodySchema = z.strictObject({
 
 export const BodySchema = z.discriminatedUnion('type', [
   GenesisBodySchema, AdmitBodySchema, RevokeBodySchema, GrantBodySchema, InviteBodySchema, CancelBodySchema, RoutesBodySchema,
-  RecordBodySchema,
+  DeviceBodySchema, UndeviceBodySchema, RecordBodySchema,
 ]);
 
 export const EnvelopeSchema = z.strictObject({
@@ -279,7 +302,9 @@ export type RecordBody = Frozen<z.output<typeof RecordBodySchema>>;
 export type InviteBody = Frozen<z.output<typeof InviteBodySchema>>;
 export type CancelBody = Frozen<z.output<typeof CancelBodySchema>>;
 export type RoutesBody = Frozen<z.output<typeof RoutesBodySchema>>;
-export type EventBody = GenesisBody | AdmitBody | RevokeBody | GrantBody | InviteBody | CancelBody | RoutesBody;
+export type DeviceBody = Frozen<z.output<typeof DeviceBodySchema>>;
+export type UndeviceBody = Frozen<z.output<typeof UndeviceBodySchema>>;
+export type EventBody = GenesisBody | AdmitBody | RevokeBody | GrantBody | InviteBody | CancelBody | RoutesBody | DeviceBody | UndeviceBody;
 export type LedgerBody = EventBody | RecordBody;
 export type Body = LedgerBody;
 
@@ -328,7 +353,7 @@ function signerAllowed(body: Body, by: string): string | null {
     case 'revoke':
       return body.reason === 'kick' || by === body.member ? null : 'a leave must be signed by the member itself';
     default:
-      return null; // admit, grant, invite, cancel, routes: depends on the ledger (ledger.ts)
+      return null; // admit, grant, invite, cancel, routes, device, undevice: depends on the ledger (ledger.ts)
   }
 }
 

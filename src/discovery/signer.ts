@@ -16,6 +16,7 @@
 //              | { type: 'revoke', member, reason? } | { type: 'grant', member }
 //              | { type: 'invite', key, expires, uses } | { type: 'cancel', invite }
 //              | { type: 'routes', member, approved: prefixes }
+//              | { type: 'device', member, name, wgPublicKey, ip? } | { type: 'undevice', device: event id }
 //   class Signer {
 //     constructor(key: PrivateKey, ledger: Ledger, persist?: (env) => Promise<void>)
 //     readonly peerId: string
@@ -31,7 +32,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import { eventId, signEnvelope, type SignedEnvelope } from './signed.js';
 import {
   AdmitBodySchema, CancelBodySchema, EnvelopeError, GenesisBodySchema, GrantBodySchema, InviteBodySchema,
-  LEDGER_VERSION, NetworkInfoSchema, RecordBodySchema, RevokeBodySchema, RoutesBodySchema, checkBody, intToIp, meshRange, parseEnvelope,
+  LEDGER_VERSION, NetworkInfoSchema, RecordBodySchema, RevokeBodySchema, RoutesBodySchema, DeviceBodySchema, UndeviceBodySchema, checkBody, intToIp, meshRange, parseEnvelope,
   type AdmitBody, type EventBody, type GenesisBody, type InviteBody, type LedgerBody, type NetworkInfo, type RecordBody,
 } from './records.js';
 import { DEFAULT_INVITE_TTL_MS, newInviteSecret } from './invite.js';
@@ -95,7 +96,9 @@ export type Draft =
   | { type: 'grant'; member: string }
   | { type: 'invite'; key: string; expires: number; uses: number }
   | { type: 'cancel'; invite: string }
-  | { type: 'routes'; member: string; approved: string[] };
+  | { type: 'routes'; member: string; approved: string[] }
+  | { type: 'device'; member: string; name: string; wgPublicKey: string; ip?: string }
+  | { type: 'undevice'; device: string };
 
 const SCHEMAS = {
   admit: [AdmitBodySchema, 'admission'],
@@ -104,6 +107,8 @@ const SCHEMAS = {
   invite: [InviteBodySchema, 'invite'],
   cancel: [CancelBodySchema, 'cancel'],
   routes: [RoutesBodySchema, 'route approval'],
+  device: [DeviceBodySchema, 'device'],
+  undevice: [UndeviceBodySchema, 'device removal'],
 } as const;
 
 export class Signer {
@@ -125,7 +130,7 @@ export class Signer {
       if (network === null) throw new EnvelopeError('malformed', 'no network to sign for');
       const body: Record<string, unknown> = { ...draft, network: network.id, ...this.ledger.nextLink(this.peerId), at: now };
       if (draft.type === 'revoke') body.reason = draft.reason ?? (draft.member === this.peerId ? 'leave' : 'kick');
-      if (draft.type === 'admit') body.ip = draft.ip ?? this.ledger.nextAddress() ?? intToIp(meshRange(network.cidr)!.base + 1);
+      if (draft.type === 'admit' || draft.type === 'device') body.ip = draft.ip ?? this.ledger.nextAddress() ?? intToIp(meshRange(network.cidr)!.base + 1);
       const [schema, what] = SCHEMAS[draft.type];
       const env = await build(this.key, checkBody(schema, body, what) as EventBody);
       await this.persist(env);
