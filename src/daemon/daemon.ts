@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { Engine, type Datapath } from '../wg/engine.js';
 import { UapiServer } from '../wg/uapi-server.js';
 import { ConfigError, type Configurable, type DeviceSet } from '../wg/config.js';
-import { fromBase64, generatePrivateKey, toBase64 } from '../wg/crypto.js';
+import { fromBase64, generatePrivateKey, staticKey, toBase64 } from '../wg/crypto.js';
 import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '../wg/endpoint.js';
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
@@ -46,6 +46,25 @@ import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-rout
 import { isDefaultRoute, overlaps } from '../routes/subnets.js';
 import { EXIT_TABLE, ExitRouting } from '../routes/exit-node.js';
 import { formatPrefix, parsePrefix } from '../wg/prefix.js';
+import { clientConfig, hostEndpoint } from './clients.js';
+import type { Device } from '../discovery/ledger.js';
+
+/** What the host keeps of a client it added (settings 'clients', by public key; the store is 0700). */
+interface StoredClient {
+  /** null: added with --public-key, the user has it. */
+  privateKey: string | null;
+  exitNode: boolean;
+}
+
+export interface ClientRow {
+  name: string;
+  ip: string;
+  host: string;
+  hostedHere: boolean;
+  publicKey: string;
+  /** Epoch ms of the latest handshake (only where it is hosted). */
+  lastHandshake: number | null;
+}
 
 /**
  * A peer whose latest handshake is younger than this has a working endpoint: sessions are renewed
@@ -298,6 +317,10 @@ export class Daemon {
       routesUnapprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, false),
       exitNodeUse: async (p) => this.exitNodeUse(p as { target: string; allowLan?: boolean }),
       exitNodeOff: async () => this.exitNodeOff(),
+      clientAdd: async (p) => this.clientAdd(p as { name: string; publicKey?: string; exitNode?: boolean }),
+      clients: async () => this.clients(),
+      clientShow: async (p) => this.clientShow(p as { name: string }),
+      clientRemove: async (p) => this.clientRemove(p as { name: string }),
     };
   }
 
@@ -438,6 +461,119 @@ export class Daemon {
       await this.signAndPublish({ type: 'routes', member: target.peerId, approved: next });
     }
     return { member: target.name, approved: next };
+  }
+
+  // ------------------------------------------------------------------ plain WireGuard clients
+
+  private async storedClients(): Promise<Record<string, StoredClient>> {
+    const c = (await this.store.getSettings<{ clients: Record<string, StoredClient> }>()).clients;
+    return c && typeof c === 'object' ? { ...c } : {};
+  }
+
+  /** `meshd client add NAME`: a device hosted here, admitted by a device event (administrators). */
+  async clientAdd(p: { name: string; publicKey?: string; exitNode?: boolean }): Promise<{ name: string; ip: string; config: string }> {
+    const { ledger } = this.requireNetwork();
+    if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can add clients');
+    const name = String(p.name ?? '');
+    if (!NAME_RE.test(name)) throw new DaemonError('EINVAL', `${name} is not a valid name: 1-63 lower-case letters, digits or '-', not starting with '-' (like a hostname)`);
+    if (ledger.freeName(name) !== name) throw new DaemonError('EEXIST', `the name ${name} is taken by a member or a client`);
+    let privateKey: string | null = null;
+    let publicKey: string;
+    if (p.publicKey !== undefined) {
+      try {
+        publicKey = toBase64(fromBase64(String(p.publicKey)));
+      } catch {
+        throw new DaemonError('EINVAL', `${String(p.publicKey)} is not a WireGuard public key (44 characters of base64, as wg pubkey prints)`);
+      }
+    } else {
+      const key = generatePrivateKey();
+      privateKey = toBase64(key);
+      publicKey = toBase64(staticKey(key).publicKey);
+    }
+    const inUse = ledger.members().find((m) => m.record?.wgPublicKey === publicKey)?.name ?? ledger.devices().find((d) => d.wgPublicKey === publicKey)?.name;
+    if (inUse !== undefined) throw new DaemonError('EEXIST', `that public key is already ${inUse}'s`);
+    const exitNode = p.exitNode === true;
+    if (exitNode && !this.isExitNode(this.peerId)) {
+      throw new DaemonError('EINVAL', `${this.name} is not an exit node: advertise 0.0.0.0/0 here (meshd routes advertise 0.0.0.0/0) and have an administrator approve it (meshd routes approve ${this.name} 0.0.0.0/0), or leave out --exit-node`);
+    }
+    if (ledger.nextAddress() === null) throw new DaemonError('ENOSPC', 'the mesh range is full: no address for another client');
+    this.clientEndpoint(); // fails before anything changes when a device could not reach us
+    // The private key is on disk before the device counts: `client show` can always print it.
+    const stored = await this.storedClients();
+    await this.store.setSettings({ clients: { ...stored, [publicKey]: { privateKey, exitNode } } });
+    let env: SignedEnvelope;
+    try {
+      env = await this.signer!.sign({ type: 'device', member: this.peerId, name, wgPublicKey: publicKey }, Date.now());
+      const why = ledger.reasonOf(eventId(env));
+      if (why !== null) throw new DaemonError('EINVAL', `the ledger does not take this client: ${why}`);
+    } catch (err) {
+      await this.store.setSettings({ clients: stored }).catch(() => {});
+      throw err;
+    }
+    await this.sync?.publish(env);
+    const device = ledger.device(eventId(env))!;
+    return { name: device.name, ip: device.ip, config: this.clientConfigOf(device, { privateKey, exitNode }) };
+  }
+
+  /** Where a device dials this node: its record's endpoints (reflexive ones among them). */
+  private clientEndpoint(): string {
+    const endpoint = hostEndpoint(this.ledger?.member(this.peerId)?.record?.endpoints ?? []);
+    if (endpoint === null) throw new DaemonError('EADDRNOTAVAIL', 'this node advertises no WireGuard endpoint a device could dial: give meshd daemon --announce HOST');
+    return endpoint;
+  }
+
+  private clientConfigOf(device: Device, stored: StoredClient): string {
+    const { network, ledger } = this.requireNetwork();
+    const inUse = (this.subnets?.rows(ledger.members()) ?? []).filter((r) => r.approved && r.inUse && !r.exitNode).map((r) => r.prefix);
+    const allowedIps = [...new Set([network.cidr, ...inUse.filter((x) => !x.includes(':'))])];
+    if (stored.exitNode && this.isExitNode(this.peerId)) allowedIps.push('0.0.0.0/0');
+    return clientConfig({
+      address: device.ip, privateKey: stored.privateKey, dns: this.meshIp ?? ledger.addressOf(this.peerId)!,
+      hostKey: toBase64(this.engine.device.publicKey!), endpoint: this.clientEndpoint(), allowedIps,
+    });
+  }
+
+  private findClient(name: string): Device {
+    const device = this.ledger!.devices().find((d) => d.name === name || d.ip === name);
+    if (!device) throw new DaemonError('ENOENT', `no client named or addressed ${name} (see meshd client list)`);
+    return device;
+  }
+
+  /** `meshd client list`: every client in the network, and which member hosts it. */
+  async clients(): Promise<{ clients: ClientRow[] }> {
+    const { ledger } = this.requireNetwork();
+    const handshakes = new Map(this.engine.snapshot().peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs]));
+    return {
+      clients: ledger.devices().map((d) => ({
+        name: d.name, ip: d.ip, host: ledger.member(d.host)?.name ?? d.host, hostedHere: d.host === this.peerId, publicKey: d.wgPublicKey,
+        lastHandshake: d.host === this.peerId ? (handshakes.get(d.wgPublicKey) || null) : null,
+      })),
+    };
+  }
+
+  /** `meshd client show NAME`: its config again, on its host (with a placeholder for a key it never had). */
+  async clientShow(p: { name: string }): Promise<{ name: string; ip: string; config: string }> {
+    const { ledger } = this.requireNetwork();
+    const device = this.findClient(String(p.name ?? ''));
+    if (device.host !== this.peerId) {
+      throw new DaemonError('EINVAL', `${device.name} is hosted by ${ledger.member(device.host)?.name ?? device.host}: run meshd client show there`);
+    }
+    const stored = (await this.storedClients())[device.wgPublicKey] ?? { privateKey: null, exitNode: false };
+    return { name: device.name, ip: device.ip, config: this.clientConfigOf(device, stored) };
+  }
+
+  /** `meshd client remove NAME` (administrators): an undevice event; every member drops it. */
+  async clientRemove(p: { name: string }): Promise<{ removed: string; ip: string }> {
+    const { ledger } = this.requireNetwork();
+    if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can remove clients');
+    const device = this.findClient(String(p.name ?? ''));
+    await this.signAndPublish({ type: 'undevice', device: device.id });
+    const stored = await this.storedClients();
+    if (device.wgPublicKey in stored) {
+      delete stored[device.wgPublicKey];
+      await this.store.setSettings({ clients: stored }).catch((err: Error) => this.log.warn({ err: err.message }, 'cannot forget a removed client\'s key'));
+    }
+    return { removed: device.name, ip: device.ip };
   }
 
   // ------------------------------------------------------------------ exit nodes
@@ -1200,7 +1336,9 @@ export class Daemon {
       this.log.info({ meshIp: ip }, 'mesh address assigned');
     }
     // Subnet routes first: which member holds which prefix goes into the peers below.
-    await this.subnets?.update(ledger.members(), this.advertisedRoutes);
+    const devices = ledger.devices();
+    const hosted = devices.filter((d) => d.host === this.peerId);
+    await this.subnets?.update(ledger.members(), this.advertisedRoutes, hosted.map((d) => d.ip));
     // Members that are gone are hung up on by the sync, once the revocation has reached them.
     const snapshot = this.engine.snapshot();
     const handshakes = new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs]));
@@ -1210,11 +1348,26 @@ export class Daemon {
       .map((m) => [m.peerId, {
         wgPublicKey: m.record!.wgPublicKey,
         meshIp: m.meshIp,
-        routes: [...(this.subnets?.routesOf(m.peerId) ?? []), ...(this.exitNode?.peerId === m.peerId && this.isExitNode(m.peerId) ? ['0.0.0.0/0'] : [])],
+        routes: [
+          ...(this.subnets?.routesOf(m.peerId) ?? []),
+          ...(this.exitNode?.peerId === m.peerId && this.isExitNode(m.peerId) ? ['0.0.0.0/0'] : []),
+          // The plain WireGuard clients it hosts: reached through it.
+          ...devices.filter((d) => d.host === m.peerId).map((d) => `${d.ip}/32`),
+        ],
         endpoints: [...m.record!.endpoints],
         working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
         decided: this.finder?.decision(fromBase64(m.record!.wgPublicKey).toString('hex')) ?? null,
       }]));
+    // The clients hosted here: peers with their /32 and no endpoint (they dial in). A key that is
+    // also a member's is left out (one WireGuard peer per key).
+    const memberKeys = new Set([...desired.values()].map((d) => d.wgPublicKey));
+    for (const d of hosted) {
+      if (memberKeys.has(d.wgPublicKey) || d.wgPublicKey === toBase64(this.engine.device.publicKey!)) continue;
+      desired.set(`device:${d.id}`, {
+        wgPublicKey: d.wgPublicKey, meshIp: d.ip, routes: [], endpoints: [],
+        working: recentHandshake(handshakes.get(d.wgPublicKey) ?? 0, now), decided: null,
+      });
+    }
     // A member this node has just kicked keeps its WireGuard peer for REVOKED_GRACE_MS: the
     // revocation may travel to it only through the tunnel (two members behind NATs), and it must
     // learn it. Only the kicker grants this: a member that learns of a kick later (back from

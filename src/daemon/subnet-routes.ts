@@ -6,7 +6,8 @@
 // that has not answered for LIVENESS_MS hands the prefix to one that has (failover within seconds).
 //
 //   new SubnetRoutes({ ifname, meshCidr, self, logger, prober, onChange })
-//   routes.update(members, advertisedHere): Promise<boolean>   recompute and program; true if holders changed
+//   routes.update(members, advertisedHere, hostedDevices?): Promise<boolean>   recompute and program; true if holders changed
+//       hostedDevices: mesh addresses of the plain WireGuard clients this node hosts (forwarded both ways)
 //   routes.routesOf(peerId): string[]      the prefixes WireGuard gives that member
 //   routes.rows(members): RouteRow[]       for `meshd routes`
 //   routes.stop(): Promise<void>           kernel routes, forwarding and timers undone
@@ -70,7 +71,7 @@ export class SubnetRoutes {
   private online = (peerId: string): boolean => this.opts.prober?.answeredWithin(peerId, LIVENESS_MS) ?? false;
 
   /** Recomputes holders, then programs kernel routes and forwarding; true when holders changed. */
-  async update(members: readonly Member[], advertisedHere: readonly AdvertisedRoute[]): Promise<boolean> {
+  async update(members: readonly Member[], advertisedHere: readonly AdvertisedRoute[], hostedDevices: readonly string[] = []): Promise<boolean> {
     const offers = this.offers(members);
     const next = chooseHolders(offers, { self: this.opts.self, online: this.online, current: this.holders, meshCidr: this.opts.meshCidr });
     const changed = next.size !== this.holders.size || [...next].some(([p, h]) => this.holders.get(p) !== h);
@@ -80,7 +81,7 @@ export class SubnetRoutes {
     }
     this.holders = next;
     await this.programKernel();
-    await this.programForwarding(members, advertisedHere);
+    await this.programForwarding(members, advertisedHere, hostedDevices);
     this.watch(offers, members);
     return changed;
   }
@@ -136,10 +137,14 @@ export class SubnetRoutes {
   }
 
   /** Forwarding for what this node itself advertises and has been approved for. */
-  private async programForwarding(members: readonly Member[], advertisedHere: readonly AdvertisedRoute[]): Promise<void> {
+  private async programForwarding(members: readonly Member[], advertisedHere: readonly AdvertisedRoute[], hostedDevices: readonly string[]): Promise<void> {
     const self = members.find((m) => m.peerId === this.opts.self);
     const approved = new Set(self?.routes ?? []);
-    const routes: ForwardedRoute[] = advertisedHere.filter((r) => approved.has(r.prefix) && (isDefaultRoute(r.prefix) || !overlaps(r.prefix, this.opts.meshCidr)));
+    const routes: ForwardedRoute[] = [
+      ...advertisedHere.filter((r) => approved.has(r.prefix) && (isDefaultRoute(r.prefix) || !overlaps(r.prefix, this.opts.meshCidr))),
+      // A hosted client's traffic comes in and goes out on the mesh interface, its source kept.
+      ...hostedDevices.map((ip) => ({ prefix: `${ip}/32`, snat: false })),
+    ];
     const key = JSON.stringify(routes);
     if (key === this.forwardedKey) return;
     try {
