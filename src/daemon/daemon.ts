@@ -224,6 +224,8 @@ export class Daemon {
   private exitNode: { peerId: string; allowLan: boolean } | null = null;
   private exitRouting: ExitRouting | null = null;
   private exitUnusable = false;
+  /** Public keys of the clients hosted here at the last ledger change (their private keys go when they do). */
+  private hostedKeys = new Set<string>();
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -515,6 +517,14 @@ export class Daemon {
     return { name: device.name, ip: device.ip, config: this.clientConfigOf(device, { privateKey, exitNode }) };
   }
 
+  /** The stored private keys of clients that are gone (removed anywhere, or with their host). */
+  private async forgetClientKeys(keys: readonly string[]): Promise<void> {
+    const stored = await this.storedClients();
+    if (!keys.some((k) => k in stored)) return;
+    for (const k of keys) delete stored[k];
+    await this.store.setSettings({ clients: stored });
+  }
+
   /** Where a device dials this node: its record's endpoints (reflexive ones among them). */
   private clientEndpoint(): string {
     const endpoint = hostEndpoint(this.ledger?.member(this.peerId)?.record?.endpoints ?? []);
@@ -568,11 +578,7 @@ export class Daemon {
     if (!ledger.isAdmin(this.peerId)) throw new DaemonError('EPERM', 'only an administrator can remove clients');
     const device = this.findClient(String(p.name ?? ''));
     await this.signAndPublish({ type: 'undevice', device: device.id });
-    const stored = await this.storedClients();
-    if (device.wgPublicKey in stored) {
-      delete stored[device.wgPublicKey];
-      await this.store.setSettings({ clients: stored }).catch((err: Error) => this.log.warn({ err: err.message }, 'cannot forget a removed client\'s key'));
-    }
+    await this.forgetClientKeys([device.wgPublicKey]).catch((err: Error) => this.log.warn({ err: err.message }, 'cannot forget a removed client\'s key'));
     return { removed: device.name, ip: device.ip };
   }
 
@@ -1026,6 +1032,9 @@ export class Daemon {
       this.exitNode = null;
       await this.store.setSettings({ exitNode: null }).catch(() => {});
     }
+    // Our clients went with us (ledger.ts): their private keys too.
+    this.hostedKeys.clear();
+    await this.store.setSettings({ clients: {} }).catch(() => {});
     const identity = await generateKeyPair('Ed25519');
     const wgKey = generatePrivateKey();
     await this.store.setIdentity(privateKeyToProtobuf(identity));
@@ -1338,6 +1347,10 @@ export class Daemon {
     // Subnet routes first: which member holds which prefix goes into the peers below.
     const devices = ledger.devices();
     const hosted = devices.filter((d) => d.host === this.peerId);
+    const hostedKeys = new Set(hosted.map((d) => d.wgPublicKey));
+    const gone = [...this.hostedKeys].filter((k) => !hostedKeys.has(k));
+    this.hostedKeys = hostedKeys;
+    if (gone.length > 0) this.inBackground('forgetting removed clients\' keys', this.forgetClientKeys(gone));
     await this.subnets?.update(ledger.members(), this.advertisedRoutes, hosted.map((d) => d.ip));
     // Members that are gone are hung up on by the sync, once the revocation has reached them.
     const snapshot = this.engine.snapshot();

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Lan, type MeshNode } from './mesh.js';
-import { ping, waitFor } from './harness.js';
+import { genKey, ping, waitFor } from './harness.js';
 
 const run = promisify(execFile);
 const USERSPACE = { WG_QUICK_USERSPACE_IMPLEMENTATION: 'wireguard-go' };
@@ -86,6 +86,18 @@ test('a phone with plain WireGuard: admitted by an administrator, reaches every 
   assert.equal(decoded.trim(), config);
   assert.equal(await lan.cli(b, ['client', 'show', 'phone']), config);
   await assert.rejects(lan.cli(a, ['client', 'show', 'phone']), /phone is hosted by bravo: run meshd client show there/);
+  // --qr: a QR code that fits an 80-column terminal.
+  const qr = (await lan.cli(b, ['client', 'show', 'phone', '--qr'])).split('\n');
+  assert.ok(qr.length > 20 && qr.every((l) => [...l].length <= 80), `a QR code at most 80 columns wide:\n${qr.join('\n')}`);
+  // --public-key: the device's own key pair; the config leaves PrivateKey to the user, show too.
+  const own = await genKey();
+  const laptop = await lan.cli(b, ['client', 'add', 'laptop', '--public-key', own.pub]);
+  assert.match(laptop, /^\[Interface\]\n# PrivateKey = .*fill it in\)\nAddress = 10\.0\.0\.\d+\/32\n/);
+  assert.equal(await lan.cli(b, ['client', 'show', 'laptop']), laptop);
+  await assert.rejects(lan.cli(b, ['client', 'add', 'laptop2', '--public-key', own.pub]), /that public key is already laptop's/);
+  await assert.rejects(lan.cli(b, ['client', 'add', 'laptop3', '--public-key', 'nope']), /is not a WireGuard public key/);
+  await assert.rejects(lan.cli(c, ['client', 'remove', 'laptop']), /only an administrator can remove clients/);
+  assert.match(await lan.cli(a, ['client', 'remove', 'laptop']), /removed client laptop/);
   // Names are unique; bravo is no exit node.
   await assert.rejects(lan.cli(b, ['client', 'add', 'charlie']), /the name charlie is taken by a member or a client/);
   await assert.rejects(lan.cli(b, ['client', 'add', 'tablet', '--exit-node']), /bravo is not an exit node/);
