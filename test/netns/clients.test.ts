@@ -101,6 +101,21 @@ test('a phone with plain WireGuard: admitted by an administrator, reaches every 
   // Names are unique; bravo is no exit node.
   await assert.rejects(lan.cli(b, ['client', 'add', 'charlie']), /the name charlie is taken by a member or a client/);
   await assert.rejects(lan.cli(b, ['client', 'add', 'tablet', '--exit-node']), /bravo is not an exit node/);
+  // An approved subnet route in use goes into AllowedIPs; an approved exit node may give 0.0.0.0/0.
+  await lan.cli(c, ['routes', 'advertise', '192.168.60.0/24']);
+  await lan.cli(a, ['routes', 'approve', 'charlie', '192.168.60.0/24']);
+  await lan.cli(b, ['routes', 'advertise', '0.0.0.0/0']);
+  await lan.cli(a, ['routes', 'approve', 'bravo', '0.0.0.0/0']);
+  let travel = '';
+  await waitFor(async () => {
+    if (travel === '') travel = await lan.cli(b, ['client', 'add', 'travel', '--exit-node']).catch(() => '');
+    else travel = await lan.cli(b, ['client', 'show', 'travel']);
+    return travel.includes('192.168.60.0/24');
+  }, 10_000, 'bravo to be an approved exit node and to use charlie\'s route');
+  assert.match(travel, /\nAllowedIPs = 10\.0\.0\.0\/24, 192\.168\.60\.0\/24, 0\.0\.0\.0\/0\n/);
+  await lan.cli(b, ['client', 'remove', 'travel']);
+  await lan.cli(b, ['routes', 'withdraw', '0.0.0.0/0']);
+  await lan.cli(c, ['routes', 'withdraw', '192.168.60.0/24']);
   await waitFor(async () => (await list(lan, c)).some((r) => r.name === 'phone' && r.host === 'bravo' && r.ip === phoneIp), 10_000, 'charlie to see the phone');
   assert.match(await lan.cli(a, ['client', 'list']), new RegExp(`phone\\s+${phoneIp.replace(/\./g, '\\.')}\\s+bravo`));
 
