@@ -226,6 +226,8 @@ export class Daemon {
   private exitUnusable = false;
   /** Public keys of the clients hosted here at the last ledger change (their private keys go when they do). */
   private hostedKeys = new Set<string>();
+  /** Changes of the stored clients, one at a time (read, change, write). */
+  private clientsQueue: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly opts: DaemonOptions,
@@ -472,6 +474,18 @@ export class Daemon {
     return c && typeof c === 'object' ? { ...c } : {};
   }
 
+  /** Reads the stored clients, lets `change` edit them (false: nothing to write), writes them; one at a time. */
+  private updateClients(change: (clients: Record<string, StoredClient>) => boolean | void): Promise<void> {
+    const run = async (): Promise<void> => {
+      const clients = await this.storedClients();
+      if (change(clients) === false) return;
+      await this.store.setSettings({ clients });
+    };
+    const p = this.clientsQueue.then(run, run);
+    this.clientsQueue = p.catch(() => {});
+    return p;
+  }
+
   /** `meshd client add NAME`: a device hosted here, admitted by a device event (administrators). */
   async clientAdd(p: { name: string; publicKey?: string; exitNode?: boolean }): Promise<{ name: string; ip: string; config: string }> {
     const { ledger } = this.requireNetwork();
@@ -501,15 +515,18 @@ export class Daemon {
     if (ledger.nextAddress() === null) throw new DaemonError('ENOSPC', 'the mesh range is full: no address for another client');
     this.clientEndpoint(); // fails before anything changes when a device could not reach us
     // The private key is on disk before the device counts: `client show` can always print it.
-    const stored = await this.storedClients();
-    await this.store.setSettings({ clients: { ...stored, [publicKey]: { privateKey, exitNode } } });
+    await this.updateClients((c) => {
+      c[publicKey] = { privateKey, exitNode };
+    });
     let env: SignedEnvelope;
     try {
       env = await this.signer!.sign({ type: 'device', member: this.peerId, name, wgPublicKey: publicKey }, Date.now());
       const why = ledger.reasonOf(eventId(env));
       if (why !== null) throw new DaemonError('EINVAL', `the ledger does not take this client: ${why}`);
     } catch (err) {
-      await this.store.setSettings({ clients: stored }).catch(() => {});
+      await this.updateClients((c) => {
+        delete c[publicKey];
+      }).catch(() => {});
       throw err;
     }
     await this.sync?.publish(env);
@@ -519,10 +536,11 @@ export class Daemon {
 
   /** The stored private keys of clients that are gone (removed anywhere, or with their host). */
   private async forgetClientKeys(keys: readonly string[]): Promise<void> {
-    const stored = await this.storedClients();
-    if (!keys.some((k) => k in stored)) return;
-    for (const k of keys) delete stored[k];
-    await this.store.setSettings({ clients: stored });
+    await this.updateClients((c) => {
+      if (!keys.some((k) => k in c)) return false;
+      for (const k of keys) delete c[k];
+      return true;
+    });
   }
 
   /** Where a device dials this node: its record's endpoints (reflexive ones among them). */
@@ -1034,7 +1052,9 @@ export class Daemon {
     }
     // Our clients went with us (ledger.ts): their private keys too.
     this.hostedKeys.clear();
-    await this.store.setSettings({ clients: {} }).catch(() => {});
+    await this.updateClients((c) => {
+      for (const k of Object.keys(c)) delete c[k];
+    }).catch(() => {});
     const identity = await generateKeyPair('Ed25519');
     const wgKey = generatePrivateKey();
     await this.store.setIdentity(privateKeyToProtobuf(identity));
