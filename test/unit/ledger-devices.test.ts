@@ -123,3 +123,24 @@ test('devices converge whatever the delivery order: two administrators adding de
   assert.deepEqual(l.devices().map((d) => d.ip).sort(), ['10.0.0.4', '10.0.0.5']);
   assert.equal(l.digest(), an.ledger.digest());
 });
+
+test('a device added concurrently with its host\'s kick, or by an administrator being kicked, never counts, whatever the order', async () => {
+  const { fn, l, net } = await setup();
+  await fn.grant(a, T0 + 25);
+  const an = new Node(A, net.network, l.events());
+  // A (an administrator) adds a device for B while the founder kicks B, then A: neither saw the other.
+  const dev = await an.signer.sign({ type: 'device', member: b, name: 'phone', wgPublicKey: KEY1 }, T0 + 30);
+  const dev2 = await an.signer.sign({ type: 'device', member: a, name: 'laptop', wgPublicKey: KEY2 }, T0 + 31);
+  await fn.kick(b, T0 + 30);
+  await fn.kick(a, T0 + 31);
+  const kicks = l.events();
+  for (const order of [[dev, dev2, ...kicks], [...kicks, dev, dev2]]) {
+    const n = new Node(C, net.network);
+    n.ledger.addAll(order);
+    assert.deepEqual(n.ledger.devices(), [], 'no device of a kicked host, none by a kicked administrator');
+    assert.equal(n.ledger.nextAddress(), '10.0.0.2');
+  }
+  l.addAll([dev, dev2]);
+  assert.deepEqual(l.devices(), []);
+  assert.match(l.reasonOf(eventId(dev2)) ?? '', /its signer was removed by/);
+});
