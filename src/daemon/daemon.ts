@@ -46,7 +46,7 @@ import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-rout
 import { isDefaultRoute, overlaps } from '../routes/subnets.js';
 import { EXIT_TABLE, ExitRouting } from '../routes/exit-node.js';
 import { formatPrefix, parsePrefix } from '../wg/prefix.js';
-import { NameServer, domainError, networkDomain, revertResolved, systemdResolved } from './names.js';
+import { NameServer, domainError, meshSources, networkDomain, revertResolved, systemdResolved } from './names.js';
 
 /**
  * A peer whose latest handshake is younger than this has a working endpoint: sessions are renewed
@@ -824,6 +824,7 @@ export class Daemon {
     return new NameServer({
       domain: () => networkDomain(network),
       names: () => this.memberNames(),
+      allow: meshSources(network.cidr),
       logger: this.log,
     });
   }

@@ -11,11 +11,12 @@
 //   answer(query: Buffer, ctx: { domain, names }): Reply
 //       the pure part: { kind: 'reply', packet } (ours: A, NODATA, NXDOMAIN, FORMERR, NOTIMP,
 //       REFUSED), { kind: 'forward' } (not under our domain) or { kind: 'drop' } (not a query)
+//   meshSources(cidr): (source) => boolean         the mesh range and loopback: who may ask
 //   servfail(query): Buffer | null                   SERVFAIL with the query's id and question
 //   readResolvConf(text, skip): string[]             upstream nameservers, without `skip`
 //   forwardUdp(query, upstream, timeoutMs) / forwardTcp(...): Promise<Buffer | null>
 //   class NameServer {
-//     constructor({ names: () => Map<name, ipv4>, domain: () => string, logger, resolvConf?, port? })
+//     constructor({ names: () => Map<name, ipv4>, domain: () => string, logger, allow?, resolvConf?, port? })
 //     listen(ip): Promise<void>     binds ip:53 (UDP and TCP); rebinds when ip changes; a failure
 //                                   (port taken) is one warning, never a throw
 //     close(): Promise<void>
@@ -31,7 +32,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as dns from 'dns-packet';
 import type { Logger } from 'pino';
-import { domainError } from '../discovery/records.js';
+import { domainError, ipToInt, meshRange } from '../discovery/records.js';
 
 const run = promisify(execFile);
 
@@ -60,6 +61,19 @@ export function defaultDomain(networkName: string): string {
 /** The network's DNS domain: the one chosen at init, or `<network>.internal`. */
 export function networkDomain(network: { name: string; domain?: string | undefined }): string {
   return network.domain ?? defaultDomain(network.name);
+}
+
+/** Sources in the mesh range `cidr`, or loopback: who the daemon answers. */
+export function meshSources(cidr: string): (source: string) => boolean {
+  const range = meshRange(cidr);
+  return (source) => {
+    const n = ipToInt(source);
+    if (n === null) return false;
+    if (n >>> 24 === 127) return true;
+    if (!range) return false;
+    const mask = range.bits === 0 ? 0 : (0xffffffff << (32 - range.bits)) >>> 0;
+    return ((n & mask) >>> 0) === range.base;
+  };
 }
 
 export type Reply = { kind: 'reply'; packet: Buffer } | { kind: 'forward' } | { kind: 'drop' };
@@ -209,6 +223,12 @@ export interface NameServerOptions {
   logger: Logger;
   /** Where the upstream resolvers are listed (tests: a file of their own). */
   resolvConf?: string;
+  /**
+   * Who may ask (default: anyone). The daemon allows the mesh range and loopback: the port is on a
+   * mesh address, but Linux accepts packets for any local address on any link, and an open
+   * resolver on the underlay would serve anyone's reflection attacks.
+   */
+  allow?: (source: string) => boolean;
   /** Default 53; tests bind 0 and read `address`. */
   port?: number;
   /** Port upstreams listen on (default 53; tests use a fake upstream's port). */
@@ -342,6 +362,7 @@ export class NameServer {
   }
 
   private onUdp(sock: Socket, msg: Buffer, address: string, port: number): void {
+    if (this.opts.allow && !this.opts.allow(address)) return;
     void this.resolve(msg, false).then((reply) => {
       if (!reply || this.udp !== sock) return;
       // A reply too long for UDP: the header with TC set, so the client asks again over TCP.
@@ -351,6 +372,7 @@ export class NameServer {
   }
 
   private onTcp(sock: TcpSocket): void {
+    if (this.opts.allow && !this.opts.allow((sock.remoteAddress ?? '').replace(/^::ffff:/, ''))) return void sock.destroy();
     this.conns.add(sock);
     let buf = Buffer.alloc(0);
     sock.setTimeout(TCP_IDLE_MS, () => sock.destroy());

@@ -15,7 +15,7 @@ const UPSTREAM = '192.168.77.250';
 const UPSTREAM_JS = join(ROOT, 'dist', 'test', 'netns', 'helpers', 'upstream-dns.js');
 
 /** An upstream DNS server on the LAN, and resolv.conf files pointing every node of `lan` at it. */
-async function upstream(lan: Lan, tc: { after(fn: () => unknown): void }): Promise<void> {
+async function upstream(lan: Lan, tc: { after(fn: () => unknown): void }): Promise<string> {
   const ns = await lan.addHost('up', 250);
   const proc = lan.t.spawn(ns, process.execPath, [UPSTREAM_JS, UPSTREAM]);
   await waitFor(() => proc.output().includes('ready') || !proc.alive(), 10_000, 'the upstream DNS server');
@@ -30,6 +30,7 @@ async function upstream(lan: Lan, tc: { after(fn: () => unknown): void }): Promi
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'resolv.conf'), `nameserver ${UPSTREAM}\n`);
   }
+  return ns;
 }
 
 async function dig(lan: Lan, from: MeshNode, server: string, args: string[]): Promise<string> {
@@ -37,21 +38,21 @@ async function dig(lan: Lan, from: MeshNode, server: string, args: string[]): Pr
   return stdout.trim();
 }
 
-async function threeMembers(lan: Lan, tc: { after(fn: () => unknown): void }, initArgs: string[] = []): Promise<MeshNode[]> {
+async function threeMembers(lan: Lan, tc: { after(fn: () => unknown): void }, initArgs: string[] = []): Promise<{ nodes: MeshNode[]; outsider: string }> {
   await lan.init();
   const nodes = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie')];
-  await upstream(lan, tc); // before the daemons start: ip netns exec mounts resolv.conf at exec
+  const outsider = await upstream(lan, tc); // before the daemons start: ip netns exec mounts resolv.conf at exec
   await Promise.all(lan.nodes.map((n) => lan.start(n)));
   await lan.cli(nodes[0]!, ['init', ...initArgs]);
   for (const n of nodes.slice(1)) await lan.cli(n, ['join', await lan.invite(nodes[0]!)]);
   await lan.fullMesh(30_000);
-  return nodes;
+  return { nodes, outsider };
 }
 
 test('every member answers <member>.<network>.internal for every member; NXDOMAIN for unknown names; the rest forwarded upstream', { timeout: 180_000 }, async (tc) => {
   const lan = new Lan();
   tc.after(() => lan.cleanup());
-  const nodes = await threeMembers(lan, tc, ['--network', 'office']);
+  const { nodes, outsider } = await threeMembers(lan, tc, ['--network', 'office']);
   const ips = new Map<string, string>();
   for (const n of nodes) {
     const s = await lan.status(n);
@@ -90,6 +91,12 @@ test('every member answers <member>.<network>.internal for every member; NXDOMAI
   await lan.t.exec(nodes[0]!.ns, process.execPath, ['-e', `const s=require('dgram').createSocket('udp4');let n=0;const go=()=>{if(n++>=200)return s.close();s.send(require('crypto').randomBytes(1+n%80),53,'${ips.get('bravo')}',go)};go()`]);
   assert.equal(await dig(lan, nodes[0]!, ips.get('bravo')!, ['alpha.office.internal', '+short']), ips.get('alpha'));
   assert.ok(nodes.every((n) => n.proc!.alive()), 'every daemon still runs');
+
+  // A host on the LAN that routes the mesh range to alpha is no member: no open resolver for it.
+  await lan.t.exec(outsider, 'ip', ['route', 'add', '10.0.0.0/24', 'via', nodes[0]!.lanIp]);
+  const outside = await lan.t.exec(outsider, 'dig', [`@${ips.get('alpha')}`, 'example.test', '+time=1', '+tries=1'], { timeout: 10_000 }).then((r) => r.stdout, (e: { stdout?: string }) => e.stdout ?? '');
+  assert.match(outside, /no servers could be reached|timed out/, 'unanswered from outside the mesh');
+  assert.doesNotMatch(outside, /192\.0\.2\.53/);
 });
 
 test('meshd init --domain: the domain travels with the network; a joiner answers under it', { timeout: 180_000 }, async (tc) => {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dns from 'dns-packet';
 import { pino } from 'pino';
-import { NameServer, answer, defaultDomain, domainError, networkDomain, readResolvConf, servfail } from '../../src/daemon/names.js';
+import { NameServer, answer, defaultDomain, domainError, meshSources, networkDomain, readResolvConf, servfail } from '../../src/daemon/names.js';
 import { NetworkInfoSchema } from '../../src/discovery/records.js';
 import { newNetwork } from '../../src/discovery/signer.js';
 
@@ -87,6 +87,13 @@ test('answer: malformed queries are FORMERR with their id, or dropped; never a t
 test('readResolvConf: nameservers in order, without ours, duplicates or junk; 127.0.0.53 kept', () => {
   const text = '# comment\nnameserver 10.0.0.1\nsearch lan\nnameserver 127.0.0.53\nnameserver 127.0.0.53\nnameserver bogus\nnameserver fe80::1%eth0\noptions edns0\n';
   assert.deepEqual(readResolvConf(text, new Set(['10.0.0.1'])), ['127.0.0.53', 'fe80::1']);
+});
+
+test('meshSources: the mesh range and loopback only', () => {
+  const allow = meshSources('10.0.0.0/24');
+  for (const ok of ['10.0.0.1', '10.0.0.254', '127.0.0.1', '127.1.2.3']) assert.equal(allow(ok), true, ok);
+  for (const no of ['10.0.1.1', '192.168.77.3', '9.255.255.255', '::1', 'fe80::1', '']) assert.equal(allow(no), false, no);
+  assert.equal(meshSources('100.64.0.0/10')('100.127.255.1'), true);
 });
 
 test('domain: default <network>.internal, validation, NetworkInfo with and without it', () => {
