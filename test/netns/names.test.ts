@@ -116,4 +116,13 @@ test('meshd init --domain: the domain travels with the network; a joiner answers
   await waitFor(async () => (await dig(lan, a, sb.self.meshIp!, ['alpha.corp.internal', '+short']).catch(() => '')) === sa.self.meshIp, 10_000, 'bravo to answer alpha.corp.internal');
   // <network>.internal is not ours then: forwarded, and the upstream knows nothing of it.
   assert.match(await dig(lan, a, sb.self.meshIp!, ['alpha.mesh.internal', '+noall', '+comments']), /status: NXDOMAIN(?![\s\S]*flags: qr aa)/);
+
+  // Both restarted: still members of the network with its domain (the store keeps the field the
+  // genesis pins), and bravo answers again once its address is back (the port is bound after it).
+  for (const n of [a, b]) await n.proc!.kill('SIGTERM');
+  await Promise.all([lan.start(a), lan.start(b)]);
+  assert.equal((await lan.status(b)).self.network?.id, sb.self.network?.id, 'still a member after a restart (the stored network keeps its domain)');
+  await lan.fullMesh(30_000); // the tunnel again: bravo's new sessions
+  await waitFor(async () => (await dig(lan, a, sb.self.meshIp!, ['alpha.corp.internal', '+short']).catch(() => '')) === sa.self.meshIp, 15_000, 'bravo to answer after a restart');
+  assert.equal((await lan.status(b)).self.domain, 'corp.internal');
 });
