@@ -1232,7 +1232,8 @@ export class Daemon {
       this.log.info({ meshIp: ip }, 'mesh address assigned');
       if (this.names) {
         await this.names.listen(ip);
-        this.inBackground('pointing systemd-resolved at the mesh names', systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log).then(() => {}));
+        // Not bound (port 53 taken): resolved would send the domain to whoever holds it.
+        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log).then(() => {}));
       }
     }
     // Subnet routes first: which member holds which prefix goes into the peers below.
