@@ -42,6 +42,8 @@ export const MAX_FORWARDS = 256;
 /** TCP connections at once; idle ones are closed after TCP_IDLE_MS. */
 const MAX_TCP = 64;
 const TCP_IDLE_MS = 10_000;
+/** Queries one TCP connection may have waiting for their answers. */
+const MAX_TCP_PENDING = 32;
 const FORWARD_TIMEOUT_MS = 2_000;
 /** Longest reply relayed from an upstream (and longest query read over TCP). */
 const MAX_MESSAGE = 65_535;
@@ -379,6 +381,7 @@ export class NameServer {
     sock.on('error', () => {});
     sock.on('close', () => this.conns.delete(sock));
     let busy = Promise.resolve();
+    let pending = 0;
     sock.on('data', (chunk: Buffer) => {
       buf = Buffer.concat([buf, chunk]);
       if (buf.length > 2 * (MAX_MESSAGE + 2)) return void sock.destroy(); // a client that floods
@@ -387,7 +390,9 @@ export class NameServer {
         if (buf.length < 2 + n) break;
         const query = Buffer.from(buf.subarray(2, 2 + n));
         buf = buf.subarray(2 + n);
+        if (++pending > MAX_TCP_PENDING) return void sock.destroy(); // pipelining without reading
         busy = busy.then(async () => {
+          pending--;
           const reply = await this.resolve(query, true);
           if (!reply || sock.destroyed) return;
           const len = Buffer.alloc(2);
