@@ -7,6 +7,7 @@
 // Exported API:
 //   DEFAULT_TTL, MAX_FORWARDS
 //   defaultDomain(networkName): string                `<network>.internal`
+//   networkDomain(network): string                   network.domain ?? defaultDomain(network.name)
 //   domainError(domain): string | null                why a --domain is not acceptable
 //   answer(query: Buffer, ctx: { domain, names }): Reply
 //       the pure part: { kind: 'reply', packet } (ours: A, NODATA, NXDOMAIN, FORMERR, NOTIMP,
@@ -16,7 +17,9 @@
 //   readResolvConf(text, skip): string[]             upstream nameservers, without `skip`
 //   forwardUdp(query, upstream, timeoutMs) / forwardTcp(...): Promise<Buffer | null>
 //   class NameServer {
-//     constructor({ names: () => Map<name, ipv4>, domain: () => string, logger, allow?, resolvConf?, port? })
+//     constructor({ names: () => Map<name, ipv4>, domain: () => string, logger, allow?, resolvConf?, port?, upstreamPort? })
+//         names: lower-case hostname labels -> IPv4, asked for at every query (members today;
+//         devices are more entries in the same map)
 //     listen(ip): Promise<void>     binds ip:53 (UDP and TCP); rebinds when ip changes; a failure
 //                                   (port taken) is one warning, never a throw
 //     close(): Promise<void>
