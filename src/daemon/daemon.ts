@@ -46,6 +46,7 @@ import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-rout
 import { isDefaultRoute, overlaps } from '../routes/subnets.js';
 import { EXIT_TABLE, ExitRouting } from '../routes/exit-node.js';
 import { formatPrefix, parsePrefix } from '../wg/prefix.js';
+import { NameServer, domainError, meshSources, networkDomain, revertResolved, systemdResolved } from './names.js';
 import { clientConfig, hostEndpoint } from './clients.js';
 import type { Device } from '../discovery/ledger.js';
 
@@ -172,6 +173,8 @@ export interface Status {
     reflexive: string[];
     /** The member all our traffic leaves through (`meshd exit-node use`), or null. */
     exitNode: string | null;
+    /** The DNS domain of the mesh names (names.ts), or null outside a network. */
+    domain?: string | null;
   };
   peers: PeerStatus[];
 }
@@ -218,6 +221,8 @@ export class Daemon {
   private leaks: LeakWatch | null = null;
   /** Subnet routes: who holds which prefix, kernel routes, forwarding (null outside a network). */
   private subnets: SubnetRoutes | null = null;
+  /** DNS for `<member>.<domain>` on our mesh address (null outside a network). */
+  private names: NameServer | null = null;
   /** Prefixes this node offers to route (`meshd routes advertise`), kept in the store. */
   private advertisedRoutes: AdvertisedRoute[] = [];
   /** The member our traffic leaves through (`meshd exit-node use`), kept in the store. */
@@ -304,7 +309,7 @@ export class Daemon {
   handlers(): Record<string, (params: unknown) => Promise<unknown>> {
     return {
       status: async () => this.status(),
-      init: async (p) => this.init(p as { network?: string; cidr?: string; allowOverlap?: boolean }),
+      init: async (p) => this.init(p as { network?: string; cidr?: string; allowOverlap?: boolean; domain?: string }),
       invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
       invites: async () => this.invites(),
       cancelInvite: async (p) => this.cancelInvite(p as { id: string }),
@@ -330,12 +335,15 @@ export class Daemon {
 
   // ------------------------------------------------------------------ commands
 
-  async init(p: { network?: string; cidr?: string; allowOverlap?: boolean }): Promise<{ meshIp: string; network: string }> {
+  async init(p: { network?: string; cidr?: string; allowOverlap?: boolean; domain?: string }): Promise<{ meshIp: string; network: string }> {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const cidr = p.cidr ?? '10.0.0.0/24';
     if (!meshRange(cidr)) throw new DaemonError('EINVAL', `invalid network range ${cidr}: give an IPv4 CIDR such as 10.0.0.0/24`);
     if (p.allowOverlap !== true) checkOverlap(cidr, await localNetworks(this.opts.ifname), 'init');
-    const { network, events } = await foundNetwork(this.identity, { name: sanitizeName(p.network ?? 'mesh'), memberName: this.name, cidr }, Date.now());
+    const domain = p.domain === undefined ? undefined : String(p.domain).toLowerCase().replace(/\.$/, '');
+    const why = domain === undefined ? null : domainError(domain);
+    if (why) throw new DaemonError('EINVAL', `invalid domain ${String(p.domain)}: ${why}`);
+    const { network, events } = await foundNetwork(this.identity, { name: sanitizeName(p.network ?? 'mesh'), memberName: this.name, cidr, ...(domain ? { domain } : {}) }, Date.now());
     const ledger = new Ledger(network);
     ledger.addAll(events);
     try {
@@ -845,6 +853,7 @@ export class Daemon {
         listenPort: this.engine.listenPort,
         reflexive: this.reflexive?.mapped ?? [],
         exitNode: this.exitNode ? (this.ledger?.member(this.exitNode.peerId)?.name ?? this.exitNode.peerId) : null,
+        domain: network ? networkDomain(network) : null,
       },
       peers,
     };
@@ -929,6 +938,7 @@ export class Daemon {
         ifname: this.opts.ifname, meshCidr: network.cidr, self: this.peerId, logger: this.log, prober: this.prober,
         onChange: () => this.inBackground('moving a subnet route', this.onLedgerChange()),
       });
+      this.names = this.createNameServer(network);
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
       // sets off connections to every member, which then compete for the CPU.
       await this.onLedgerChange();
@@ -967,6 +977,24 @@ export class Daemon {
       await this.stopNetwork();
       throw err;
     }
+  }
+
+  /** DNS on our mesh address: members by name under the network's domain, the rest forwarded. */
+  private createNameServer(network: NetworkInfo): NameServer {
+    return new NameServer({
+      domain: () => networkDomain(network),
+      names: () => this.memberNames(),
+      allow: meshSources(network.cidr),
+      logger: this.log,
+    });
+  }
+
+  /** name -> mesh address of every member and device: what the name server answers. */
+  private memberNames(): Map<string, string> {
+    const names = new Map<string, string>();
+    for (const m of this.ledger?.members() ?? []) if (!names.has(m.name)) names.set(m.name, m.meshIp);
+    for (const d of this.ledger?.devices() ?? []) if (!names.has(d.name)) names.set(d.name, d.ip);
+    return names;
   }
 
   /** Checks that every member's mesh address routes into the mesh interface (leaks.ts). */
@@ -1016,6 +1044,11 @@ export class Daemon {
     this.leaks = null;
     await this.subnets?.stop();
     this.subnets = null;
+    if (this.names) {
+      await this.names.close();
+      this.names = null;
+      await revertResolved(this.opts.ifname, this.log);
+    }
     await this.stopExit().catch((err: Error) => this.log.warn({ err: err.message }, 'cannot remove the exit node routes'));
     this.paths.onProbe = null;
     if (this.prober) this.prober.onAlive = null;
@@ -1363,6 +1396,11 @@ export class Daemon {
       await setLinkUp(this.opts.ifname);
       this.meshIp = ip;
       this.log.info({ meshIp: ip }, 'mesh address assigned');
+      if (this.names) {
+        await this.names.listen(ip);
+        // Not bound (port 53 taken): resolved would send the domain to whoever holds it.
+        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log).then(() => {}));
+      }
     }
     // Subnet routes first: which member holds which prefix goes into the peers below.
     const devices = ledger.devices();
@@ -1460,6 +1498,7 @@ export class Daemon {
     for (const t of this.timers) clearInterval(t);
     await this.control?.close();
     await this.subnets?.stop(); // forwarding rules and the sysctl as they were found
+    await this.names?.close();
     await this.exitRouting?.off().catch(() => {}); // policy rules as they were found
     await this.sync?.stop();
     await Promise.resolve(this.node?.stop()).catch(() => {});

@@ -16,7 +16,7 @@
 //
 // Events (see ledger.ts for what they mean):
 //   NetworkInfo  { id: 32 hex, name, cidr: 'a.b.c.d/n' (IPv4, n 8..30, host bits zero),
-//                  psk: 64 hex, founder: peer id }
+//                  psk: 64 hex, founder: peer id, domain?: DNS domain (absent: <name>.internal) }
 //   genesis  { type, v: 2, network: NetworkInfo, seq: 1, prev: null, deps: [], at }  by founder
 //   admit    { type, network: id, member, name, ip, invite: invite event id | null,
 //              proof: signature by the invite key | null, ...link, at }            by a member
@@ -48,6 +48,7 @@
 //   checkBody<T>(schema, body, what): T       validates a body we are about to sign; EnvelopeError
 //   meshRange(cidr): MeshRange | null          host arithmetic of a mesh range (IPv4)
 //   intToIp(n: number): string, ipToInt(ip: string): number | null
+//   domainError(domain): string | null        why a DNS domain for the mesh names is not usable
 //   NAME_RE, MAX_TOKEN_CHARS, MAX_ENVELOPE_CHARS, MAX_INVITE_USES, MAX_DEPS, LEDGER_VERSION
 import { isIP } from 'node:net';
 import { z } from 'zod';
@@ -168,12 +169,32 @@ const RoutePrefixes = z.array(RoutePrefix).max(MAX_ROUTES).refine((a) => new Set
 
 // ---- bodies -------------------------------------------------------------------------------------
 
+const DOMAIN_LABEL_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** Why a DNS domain for the mesh names (`meshd init --domain`) is not usable, or null. */
+export function domainError(domain: string): string | null {
+  // Room for a 63-character member name in front, within DNS's 253 characters.
+  if (domain.length === 0 || domain.length > 189) return 'must be 1 to 189 characters';
+  if (!domain.split('.').every((l) => DOMAIN_LABEL_RE.test(l))) {
+    return 'must be dot-separated lower-case labels of a-z, 0-9 and inner hyphens, such as home.arpa or corp.internal';
+  }
+  return null;
+}
+const Domain = z.string().max(189).refine((s) => domainError(s) === null, 'must be a lower-case DNS domain such as corp.internal');
+
 export const NetworkInfoSchema = z.strictObject({
   id: NetworkId,
   name: Name,
   cidr: Cidr,
   psk: hex(64),
   founder: PeerIdString,
+  // The DNS domain of the mesh names (daemon/names.ts). It must be the same on every member, so it
+  // travels with the network: pinned in the genesis and carried in invites. Optional so that every
+  // genesis signed before it existed still parses (their networks answer `<network>.internal`),
+  // and omitted unless `meshd init --domain` chose one, so a network with the default domain stays
+  // readable by members that predate the field (this schema is strict: to them an unknown field
+  // is a malformed genesis).
+  domain: Domain.optional(),
 });
 
 const EventId = hex(64);

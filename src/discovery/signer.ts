@@ -8,7 +8,7 @@
 //
 // Exported API:
 //   newNetwork({ name, founder, cidr? }): NetworkInfo           random id and pnet key
-//   foundNetwork(key, { name, memberName, cidr? }, now)
+//   foundNetwork(key, { name, memberName, cidr?, domain? }, now)
 //       : Promise<{ network, events: [genesis, admit] }>   a new network with its founder admitted
 //   record(key, { network, wgPublicKey, name, endpoints, multiaddrs, routes?, seq }, now)
 //       : Promise<SignedEnvelope<RecordBody>>     records are not chained; seq: a persisted counter
@@ -44,24 +44,25 @@ async function build<B extends LedgerBody>(key: PrivateKey, body: B): Promise<Si
   return parseEnvelope(env) as SignedEnvelope<B>;
 }
 
-export function newNetwork(opts: { name: string; founder: string; cidr?: string }): NetworkInfo {
+export function newNetwork(opts: { name: string; founder: string; cidr?: string; domain?: string }): NetworkInfo {
   return checkBody(NetworkInfoSchema, {
     id: randomBytes(16).toString('hex'),
     name: opts.name,
     cidr: opts.cidr ?? DEFAULT_CIDR,
     psk: randomBytes(32).toString('hex'),
     founder: opts.founder,
+    ...(opts.domain !== undefined ? { domain: opts.domain } : {}),
   }, 'network');
 }
 
 /** A new network with its founder admitted at the first host: what `meshd init` stores. */
 export async function foundNetwork(
   key: PrivateKey,
-  opts: { name: string; memberName: string; cidr?: string },
+  opts: { name: string; memberName: string; cidr?: string; domain?: string },
   now: number,
 ): Promise<{ network: NetworkInfo; events: [SignedEnvelope<GenesisBody>, SignedEnvelope<AdmitBody>] }> {
   const founder = peerIdFromPrivateKey(key).toString();
-  const network = newNetwork({ name: opts.name, founder, cidr: opts.cidr });
+  const network = newNetwork({ name: opts.name, founder, cidr: opts.cidr, ...(opts.domain !== undefined ? { domain: opts.domain } : {}) });
   const g = await build(key, checkBody(GenesisBodySchema, {
     type: 'genesis', v: LEDGER_VERSION, network, seq: 1, prev: null, deps: [], at: now,
   }, 'genesis'));

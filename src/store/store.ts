@@ -24,6 +24,8 @@ export interface NetworkInfo {
   cidr: string;
   psk: string;
   founder: string;
+  /** The DNS domain chosen at init (records.ts); absent: <name>.internal. */
+  domain?: string;
 }
 
 /** A store failure with a code scripts can test and a message people can act on. */
@@ -115,11 +117,11 @@ export class Store {
       this.log.warn({ sublevel: 'network' }, 'stored network is not a valid network description; ignoring it');
       return null;
     }
-    return { id: v.id, name: v.name, cidr: v.cidr, psk: v.psk, founder: v.founder };
+    return networkValue(v);
   }
 
   async setNetwork(n: NetworkInfo): Promise<void> {
-    const value: NetworkInfo = { id: n.id, name: n.name, cidr: n.cidr, psk: n.psk, founder: n.founder };
+    const value = networkValue(n);
     await this.commit([{ type: 'put', sublevel: this.network, key: NETWORK_KEY, value: JSON.stringify(value) }]);
   }
 
@@ -186,7 +188,7 @@ export class Store {
    * the ledger that makes this node a member (which the next start would take for a removal).
    */
   async setMembership(n: NetworkInfo, items: readonly { id: string; value: unknown }[], settings: Record<string, unknown> = {}): Promise<void> {
-    const value: NetworkInfo = { id: n.id, name: n.name, cidr: n.cidr, psk: n.psk, founder: n.founder };
+    const value = networkValue(n);
     await this.commit([
       ...Object.entries(settings).map(([key, v]): Op => ({ type: 'put', sublevel: this.settings, key, value: JSON.stringify(v) })),
       ...this.envelopeOps(items),
@@ -283,7 +285,15 @@ function toB64(bytes: Uint8Array): string {
 function isNetworkInfo(v: unknown): v is NetworkInfo {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
-  return ['id', 'name', 'cidr', 'psk', 'founder'].every((k) => typeof o[k] === 'string');
+  return ['id', 'name', 'cidr', 'psk', 'founder'].every((k) => typeof o[k] === 'string') && (o.domain === undefined || typeof o.domain === 'string');
+}
+
+/**
+ * The fields of a NetworkInfo, exactly: the ledger pins it by its canonical JSON against the
+ * genesis, so the optional domain is kept when present and never added when absent.
+ */
+function networkValue(n: NetworkInfo): NetworkInfo {
+  return { id: n.id, name: n.name, cidr: n.cidr, psk: n.psk, founder: n.founder, ...(n.domain !== undefined ? { domain: n.domain } : {}) };
 }
 
 /** Creates the state directory private to root; tightens it if it exists with looser bits (it holds keys). */

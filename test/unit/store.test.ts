@@ -242,3 +242,17 @@ test('a full disk: a write fails with ENOSPC and changes nothing; once there is 
   assert.equal((await again.allEnvelopes()).length, 2, 'and so after a restart');
   await again.close();
 });
+
+test('a network with a DNS domain keeps it across a reopen; one without gets none added', async (t) => {
+  const dir = await tempDir(t);
+  const { logger } = recorder();
+  let store = await Store.open(dir, { logger });
+  const withDomain: NetworkInfo = { ...NET, domain: 'corp.internal' };
+  await store.setNetwork(withDomain);
+  await store.close();
+  store = await Store.open(dir, { logger });
+  assert.deepEqual(await store.getNetwork(), withDomain);
+  await store.setMembership(NET, []);
+  assert.equal('domain' in (await store.getNetwork())!, false, 'no domain field when the genesis has none');
+  await store.close();
+});
