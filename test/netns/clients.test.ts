@@ -130,6 +130,10 @@ test('a phone with plain WireGuard: admitted by an administrator, reaches every 
     return [...out, ...back].every(Boolean);
   }, 20_000, 'the phone to reach every member and every member the phone');
   tc.diagnostic(`phone up -> reaches and is reached by every member in ${Date.now() - t0} ms`);
+  // Names: the phone asks its DNS server (its host) for a member, and a member resolves the phone.
+  const dig = async (ns: string, server: string, name: string) => (await lan.t.exec(ns, 'dig', [`@${server}`, name, '+short', '+time=2', '+tries=2'])).stdout.trim();
+  assert.equal(await dig(phoneNs, meshIps[1], 'alpha.mesh.internal'), meshIps[0], 'the phone resolves a member through its host');
+  assert.equal(await dig(a.ns, meshIps[0], 'phone.mesh.internal'), phoneIp, 'a member resolves the phone');
 
   // Removed (by alpha): cut off everywhere within 10 s.
   const t1 = Date.now();
