@@ -106,3 +106,32 @@ test('two members route one LAN: one is used, the other takes over within 10 s w
   assert.ok(took < 10_000, `failover took ${took} ms`);
   assert.equal((await rows(lan, a)).find((r) => r.inUse)?.member, other.name);
 });
+
+test('--no-snat keeps mesh source addresses: the LAN host sees the member itself, given a route back', { timeout: 180_000 }, async (tc) => {
+  const lan = new Lan();
+  tc.after(() => lan.cleanup());
+  await lan.init();
+  const [a, b] = [await lan.addNode('alpha'), await lan.addNode('bravo')];
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  await lan.cli(a, ['init']);
+  await lan.cli(b, ['join', await lan.invite(a)]);
+  await lan.fullMesh(30_000);
+  const host = await site(lan, [b]);
+  // A TCP server on the LAN host that answers with the address each connection came from.
+  const server = lan.t.spawn(host, process.execPath, ['-e', `require('net').createServer((s) => s.end(s.remoteAddress + '\\n')).listen(8080, '${HOST}', () => console.log('ready'))`]);
+  await waitFor(() => server.output().includes('ready'), 10_000, 'the LAN server');
+  const seenFrom = async () => (await lan.t.exec(a.ns, process.execPath, ['-e',
+    `const s = require('net').connect(8080, '${HOST}'); let d = ''; s.on('data', (c) => (d += c)); s.on('end', () => console.log(d.trim())); s.on('error', (e) => console.log('error ' + e.code)); s.setTimeout(3000, () => { console.log('timeout'); s.destroy(); });`])).stdout.trim();
+
+  // Masqueraded (the default): the host sees bravo's LAN address.
+  await lan.cli(b, ['routes', 'advertise', SITE]);
+  await lan.cli(a, ['routes', 'approve', 'bravo', SITE]);
+  await waitFor(async () => reaches(lan, a), 10_000, 'alpha to reach the LAN');
+  assert.match(await seenFrom(), /^(::ffff:)?192\.168\.50\.1$/);
+  // --no-snat: without a route back the host cannot answer; with one, it sees alpha's mesh address.
+  await lan.cli(b, ['routes', 'advertise', '--no-snat', SITE]);
+  await waitFor(async () => !(await reaches(lan, a)), 10_000, 'no answer without a route back');
+  await lan.t.exec(host, 'ip', ['route', 'add', '10.0.0.0/24', 'via', '192.168.50.1']);
+  await waitFor(async () => reaches(lan, a), 10_000, 'answers with a route back');
+  assert.match(await seenFrom(), /^(::ffff:)?10\.0\.0\.1$/, 'the source is alpha\'s mesh address');
+});
