@@ -57,11 +57,7 @@ test('a phone with plain WireGuard: admitted by an administrator, reaches every 
     rmSync(dir, { recursive: true, force: true });
   });
   await lan.init();
-  const [a, b, c] = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie')];
-  await Promise.all(lan.nodes.map((n) => lan.start(n)));
-  await lan.cli(a, ['init']);
-  for (const n of [b, c]) await lan.cli(n, ['join', await lan.invite(a)]);
-  await lan.fullMesh(30_000);
+  const [a, b, c] = await lan.lanMesh(['alpha', 'bravo', 'charlie']);
   const members = [a, b, c];
   const ipOf = async (n: MeshNode) => (await lan.status(n)).self.meshIp!;
   const meshIps = await Promise.all(members.map(ipOf));

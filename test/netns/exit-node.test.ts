@@ -31,11 +31,7 @@ test('an exit node: all of a member\'s traffic leaves through it, the mesh, the 
   const lan = new Lan();
   tc.after(() => lan.cleanup());
   await lan.init();
-  const [a, b, c] = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie')];
-  await Promise.all(lan.nodes.map((n) => lan.start(n)));
-  await lan.cli(a, ['init']);
-  for (const n of [b, c]) await lan.cli(n, ['join', await lan.invite(a)]);
-  await lan.fullMesh(30_000);
+  const [a, b, c] = await lan.lanMesh(['alpha', 'bravo', 'charlie']);
   // The internet, behind alpha only.
   const inet = await lan.t.addNamespace('inet');
   await lan.t.link(a.ns, 'xa', '198.51.100.1/24', inet, 'xi', `${NET_HOST}/24`);

@@ -79,6 +79,20 @@ export class MeshNet {
     }, timeoutMs, 'a full mesh');
   }
 
+  /**
+   * Nodes of these names (made by the topology's addNode), started; the first founds the network,
+   * the others join it with an invite of the first; then a full mesh. Returns them in that order.
+   */
+  async mesh(names: readonly string[], addNode: (name: string) => Promise<MeshNode>): Promise<MeshNode[]> {
+    const nodes: MeshNode[] = [];
+    for (const name of names) nodes.push(await addNode(name));
+    await Promise.all(nodes.map((n) => this.start(n)));
+    await this.cli(nodes[0], ['init']);
+    for (const n of nodes.slice(1)) await this.cli(n, ['join', await this.invite(nodes[0])]);
+    await this.fullMesh(30_000, nodes);
+    return nodes;
+  }
+
   async cleanup(): Promise<void> {
     await this.t.cleanup();
     rmSync(this.root, { recursive: true, force: true });
@@ -122,6 +136,11 @@ export class Lan extends MeshNet {
    * A namespace on the bridge that runs no daemon (a flooder, a stranger), with the addresses
    * <subnet>.<first>.. (count of them) on its one link; returns the namespace.
    */
+  /** `names` on this LAN as one mesh (MeshNet.mesh): the first founds it, the others join. */
+  lanMesh(names: readonly string[]): Promise<MeshNode[]> {
+    return this.mesh(names, (name) => this.addNode(name));
+  }
+
   async addHost(suffix: string, first: number, count = 1): Promise<string> {
     const ns = await this.t.addNamespace(suffix);
     const host = this.t.name(`${suffix}e`);

@@ -41,11 +41,7 @@ test('a LAN behind a member: unreachable until an administrator approves it, the
   const lan = new Lan();
   tc.after(() => lan.cleanup());
   await lan.init();
-  const [a, b, c] = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie')];
-  await Promise.all(lan.nodes.map((n) => lan.start(n)));
-  await lan.cli(a, ['init']);
-  for (const n of [b, c]) await lan.cli(n, ['join', await lan.invite(a)]);
-  await lan.fullMesh(30_000);
+  const [a, b, c] = await lan.lanMesh(['alpha', 'bravo', 'charlie']);
   await site(lan, [b]);
 
   // bravo offers its LAN: nothing changes until an administrator says so.
@@ -82,11 +78,7 @@ test('two members route one LAN: one is used, the other takes over within 10 s w
   const lan = new Lan();
   tc.after(() => lan.cleanup());
   await lan.init();
-  const [a, b, c] = [await lan.addNode('alpha'), await lan.addNode('bravo'), await lan.addNode('charlie')];
-  await Promise.all(lan.nodes.map((n) => lan.start(n)));
-  await lan.cli(a, ['init']);
-  for (const n of [b, c]) await lan.cli(n, ['join', await lan.invite(a)]);
-  await lan.fullMesh(30_000);
+  const [a, b, c] = await lan.lanMesh(['alpha', 'bravo', 'charlie']);
   await site(lan, [b, c]);
   for (const n of [b, c]) {
     await lan.cli(n, ['routes', 'advertise', SITE]);
@@ -111,11 +103,7 @@ test('--no-snat keeps mesh source addresses: the LAN host sees the member itself
   const lan = new Lan();
   tc.after(() => lan.cleanup());
   await lan.init();
-  const [a, b] = [await lan.addNode('alpha'), await lan.addNode('bravo')];
-  await Promise.all(lan.nodes.map((n) => lan.start(n)));
-  await lan.cli(a, ['init']);
-  await lan.cli(b, ['join', await lan.invite(a)]);
-  await lan.fullMesh(30_000);
+  const [a, b] = await lan.lanMesh(['alpha', 'bravo']);
   const host = await site(lan, [b]);
   // A TCP server on the LAN host that answers with the address each connection came from.
   const server = lan.t.spawn(host, process.execPath, ['-e', `require('net').createServer((s) => s.end(s.remoteAddress + '\\n')).listen(8080, '${HOST}', () => console.log('ready'))`]);
