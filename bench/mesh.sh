@@ -7,7 +7,8 @@
 #     other node (driven by one ping per pair, as traffic would)
 #   * RSS per idle daemon (median and max, MB)
 # Targets (issue 3): first ping under 2 s on a LAN, full mesh of 10 within 10 s, RSS under 120 MB.
-# Knobs: SIZES="5 10"; LOGS=DIR keeps each daemon's log (info level) as DIR/<N>-n<i>.log. Root; a built tree (npm run build). Cleans up via trap.
+# Knobs: SIZES="5 10"; SETTLE_S=10 IDLE_S=30 (idle CPU: measured over IDLE_S after SETTLE_S);
+# PROF=DIR (node 1 writes a CPU profile there); LOGS=DIR keeps each daemon's log (info level) as DIR/<N>-n<i>.log. Root; a built tree (npm run build). Cleans up via trap.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"5 10"}
@@ -34,6 +35,11 @@ teardown() {
 trap 'teardown; rm -rf "$STATE"' EXIT
 
 ms() { date +%s%3N; }
+HZ=$(getconf CLK_TCK)
+SETTLE_S=${SETTLE_S:-10}
+IDLE_S=${IDLE_S:-30}
+# utime + stime of a process, in clock ticks
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 meshd() { local i=$1; shift; ip netns exec "$P-$i" dist/cmd/meshd.js --state-dir "$STATE/n$i" "$@"; }
 median() { sort -n | awk '{a[NR]=$1} END{ if (NR==0) print "-"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) }'; }
 
@@ -50,7 +56,9 @@ run() {
     ip -n "$P-$i" addr add "192.168.60.$i/24" dev "${P}e$i"
     ip -n "$P-$i" link set "${P}e$i" up
     if [ -n "${LOGS:-}" ]; then log=$LOGS/$N-n$i.log level=info; else log=/dev/null level=warn; fi
-    LOG_LEVEL=$level ip netns exec "$P-$i" dist/cmd/meshd.js --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" >"$log" 2>&1 & PIDS+=($!)
+    # PROF=DIR: node 1 writes a CPU profile (.cpuprofile) there when it exits.
+    exe=(dist/cmd/meshd.js); [ -n "${PROF:-}" ] && [ "$i" = 1 ] && exe=(node --max-semi-space-size=1 --cpu-prof --cpu-prof-dir="$PROF" dist/cmd/meshd.js)
+    LOG_LEVEL=$level ip netns exec "$P-$i" "${exe[@]}" --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" >"$log" 2>&1 & PIDS+=($!)
   done
   for i in $(seq "$N"); do for _ in $(seq 200); do meshd "$i" status >/dev/null 2>&1 && break; sleep 0.1; done; done
   meshd 1 init >/dev/null
@@ -84,20 +92,30 @@ run() {
     sleep 0.1
   done
   t1=$(ms)
-  sleep 3
-  local rss=()
+  # Idle: no traffic, no membership change. CPU time (user + system, from /proc) over IDLE_S
+  # seconds, after SETTLE_S seconds for the pings above to stop mattering.
+  sleep "$SETTLE_S"
+  local procs=() before=() cpu=() rss=() k
+  # The daemon itself (ip netns exec and env exec it; its own children, like `ip monitor`, are not it)
   for pid in "${PIDS[@]}"; do
-    child=$(pgrep -P "$pid" | head -1 || true)
-    p=${child:-$pid}
-    rss+=($(awk '/VmRSS/{printf "%.0f", $2/1024}' "/proc/$p/status" 2>/dev/null || echo 0))
+    if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = node ]; then procs+=("$pid"); continue; fi
+    child=$(pgrep -P "$pid" -x node | head -1 || true)
+    procs+=("${child:-$pid}")
   done
-  printf '%-4s %20s %22s %18s %20s %16s\n' "$N" \
+  for p in "${procs[@]}"; do before+=($(ticks "$p")); done
+  sleep "$IDLE_S"
+  for k in "${!procs[@]}"; do
+    cpu+=($(awk -v a="${before[$k]}" -v b="$(ticks "${procs[$k]}")" -v hz="$HZ" -v s="$IDLE_S" 'BEGIN{printf "%.2f", (b - a) * 100 / hz / s}'))
+    rss+=($(awk '/VmRSS/{printf "%.0f", $2/1024}' "/proc/${procs[$k]}/status" 2>/dev/null || echo 0))
+  done
+  printf '%-4s %20s %22s %18s %20s %16s %20s\n' "$N" \
     "$(printf '%s\n' "${joins[@]}" | median) / $(printf '%s\n' "${joins[@]}" | sort -n | tail -1)" \
     "$(printf '%s\n' "${firsts[@]}" | median) / $(printf '%s\n' "${firsts[@]}" | sort -n | tail -1)" \
     "$([ $done_ = 1 ] && echo $((t1 - t0)) || echo 'not reached')" \
-    "$(printf '%s\n' "${rss[@]}" | median) / $(printf '%s\n' "${rss[@]}" | sort -n | tail -1)" "$N x $(printf '%s\n' "${rss[@]}" | median)"
+    "$(printf '%s\n' "${rss[@]}" | median) / $(printf '%s\n' "${rss[@]}" | sort -n | tail -1)" "$N x $(printf '%s\n' "${rss[@]}" | median)" \
+    "$(printf '%s\n' "${cpu[@]}" | median) / $(printf '%s\n' "${cpu[@]}" | sort -n | tail -1)"
   teardown
 }
 
-printf '%-4s %20s %22s %18s %20s %16s\n' N "join cmd ms med/max" "join->ping ms med/max" "full mesh ms" "RSS MB med/max" "total"
+printf '%-4s %20s %22s %18s %20s %16s %20s\n' N "join cmd ms med/max" "join->ping ms med/max" "full mesh ms" "RSS MB med/max" "total" "idle CPU % med/max"
 for n in $SIZES; do run "$n"; done

@@ -20,13 +20,14 @@ import { ControlServer } from '../control/server.js';
 import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
 import { checkOverlap } from '../routes/overlap.js';
 import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
+import { RouteMonitor } from '../routes/route-monitor.js';
 import { LEDGER_VERSION, Ledger } from '../discovery/ledger.js';
 import { Signer, foundNetwork, record, type Draft } from '../discovery/signer.js';
 import { encodeInvite, parseInvite } from '../discovery/invite.js';
 import { MAX_ROUTES, NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
 import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
-import { createMeshNode, isLoopbackAddr, peerOf } from '../discovery/p2p.js';
+import { createMeshNode, isLoopbackAddr, peerOf, type MeshNode } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/sync.js';
 import { NOTABLE_SKEW_MS, describeSkew, join as joinNetwork, serveJoin } from '../discovery/join.js';
 import { reconcile, type DesiredPeer } from './reconcile.js';
@@ -42,6 +43,7 @@ import { PathFinder } from './pathfinder.js';
 import { udpBindFactory } from '../wg/bind.js';
 import { MonotonicStamps } from '../wg/tai64n.js';
 import { TunnelProber } from './prober.js';
+import { ProbeSchedule } from './probe-schedule.js';
 import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-routes.js';
 import { isDefaultRoute, overlaps } from '../routes/subnets.js';
 import { EXIT_TABLE, ExitRouting } from '../routes/exit-node.js';
@@ -86,6 +88,8 @@ const REVOKED_GRACE_MS = 2_500;
 
 /** How often status's latency is measured: one ICMP echo per member through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
+/** How long the first `meshd status` after a quiet spell waits for fresh latency figures. */
+const FRESH_WAIT_MS = 500;
 
 export interface DaemonOptions {
   stateDir: string;
@@ -206,6 +210,7 @@ export class Daemon {
   private seq = 0;
   /** ICMP echo through the tunnel, for status's latency; null without a raw socket. */
   private prober: TunnelProber | null = null;
+  private readonly probes = new ProbeSchedule();
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
   private leaving = false;
@@ -219,6 +224,8 @@ export class Daemon {
   private udpBlocked = false;
   /** Members whose mesh address the kernel routes elsewhere (null outside a network). */
   private leaks: LeakWatch | null = null;
+  private routeMonitor: RouteMonitor | null = null;
+  private checkedMeshIps = '';
   /** Subnet routes: who holds which prefix, kernel routes, forwarding (null outside a network). */
   private subnets: SubnetRoutes | null = null;
   /** DNS for `<member>.<domain>` on our mesh address (null outside a network). */
@@ -308,7 +315,10 @@ export class Daemon {
 
   handlers(): Record<string, (params: unknown) => Promise<unknown>> {
     return {
-      status: async () => this.status(),
+      status: async () => {
+        await this.freshLatency();
+        return this.status();
+      },
       init: async (p) => this.init(p as { network?: string; cidr?: string; allowOverlap?: boolean; domain?: string }),
       invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
       invites: async () => this.invites(),
@@ -781,6 +791,7 @@ export class Daemon {
     if (m.peerId === this.peerId) throw new DaemonError('EINVAL', `${m.name} is this node`);
     if (!this.prober) throw new DaemonError('EPERM', 'no raw ICMP socket (CAP_NET_RAW): cannot ping through the tunnel');
     const timeoutMs = Math.min(Math.max(Number(p.timeoutMs) || 2000, 100), 10_000);
+    this.probes.ask([m.peerId]);
     const rttMs = await this.prober.echo(m.meshIp, timeoutMs);
     const key = this.wgKeyOf(m.peerId);
     const wg = key ? this.engine.device.peers.get(key.toString('hex')) : undefined;
@@ -907,6 +918,8 @@ export class Daemon {
       listen: [`/ip4/0.0.0.0/tcp/${this.opts.p2pPort}`, `/ip6/::/tcp/${this.opts.p2pPort}`],
       bootstrap: [...bootstrap],
       mdns: true,
+      // Found on the LAN: worth a dial only if it is a member the sync is failing to reach.
+      mdnsWanted: (peerId) => this.ledger?.isMember(peerId) === true && (this.sync?.missing(peerId) ?? true),
       gate: { allow: (peerId: string) => !(this.ledger?.revoked(peerId) ?? false) },
       logger: this.log,
     });
@@ -944,7 +957,8 @@ export class Daemon {
       await this.onLedgerChange();
       if (this.network !== network) return; // the ledger says we are not a member: forgotten
       await this.ensureMulticast();
-      this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log, throughMesh: true });
+      const lan = (this.node as MeshNode).services.lan;
+      this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log, throughMesh: true, discover: () => void lan?.query() });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
       serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log });
@@ -968,8 +982,12 @@ export class Daemon {
       this.lastLocal = this.localFingerprint();
       this.timers.push(setInterval(() => this.inBackground('following a network change', this.followNetworkChange()), 2_000));
       this.leaks = this.createLeakWatch();
-      this.inBackground('checking routes to members', this.leaks.check());
-      this.timers.push(setInterval(() => this.inBackground('checking routes to members', this.leaks?.check() ?? Promise.resolve()), LEAK_CHECK_MS));
+      this.checkLeaks();
+      // When the routing table changes (and on membership changes, onLedgerChange), with a slow
+      // backstop: an idle daemon spawns no `ip` every few seconds.
+      this.routeMonitor = new RouteMonitor({ onChange: () => this.checkLeaks(), logger: this.log });
+      this.routeMonitor.start();
+      this.timers.push(setInterval(() => this.checkLeaks(), LEAK_CHECK_MS));
       // Our reflexive endpoint, as soon as members are known: a joiner behind NAT advertises its
       // mapping seconds after joining, not 30 s later.
       this.inBackground('learning our reflexive endpoint', this.refreshRecord());
@@ -995,6 +1013,10 @@ export class Daemon {
     for (const m of this.ledger?.members() ?? []) if (!names.has(m.name)) names.set(m.name, m.meshIp);
     for (const d of this.ledger?.devices() ?? []) if (!names.has(d.name)) names.set(d.name, d.ip);
     return names;
+  }
+
+  private checkLeaks(): void {
+    if (this.leaks) this.inBackground('checking routes to members', this.leaks.check());
   }
 
   /** Checks that every member's mesh address routes into the mesh interface (leaks.ts). */
@@ -1040,6 +1062,8 @@ export class Daemon {
     this.departing.clear();
     this.finder?.stop();
     this.finder = null;
+    this.routeMonitor?.stop();
+    this.routeMonitor = null;
     this.leaks?.stop();
     this.leaks = null;
     await this.subnets?.stop();
@@ -1353,6 +1377,7 @@ export class Daemon {
       relays: () => this.relayCandidates(),
       requestRelay: async (relay, to) => {
         if (!this.node) throw new Error('not in a network');
+        await this.sync?.connect(relay); // beyond a few members we keep connections to neighbours only
         await requestRelay(this.node, relay, to);
       },
       udpBlocked: () => this.udpBlocked,
@@ -1365,6 +1390,7 @@ export class Daemon {
         const key = this.wgKeyOf(peerId);
         if (!this.node || !key) throw new Error('not a member');
         if (this.paths.hasStream(key.toString('hex'))) return;
+        await this.sync?.connect(peerId);
         await openStreamLink(this.node, peerId, this.streamHost(), this.log);
       },
       hasStream: (hex) => this.paths.hasStream(hex),
@@ -1470,6 +1496,12 @@ export class Daemon {
       this.log.debug({ changes: change.peers.length }, 'peers reconciled');
     }
     await this.applyExit();
+    // New members' addresses: the routes to them are checked now, not at the next backstop.
+    const meshIps = members.map((m) => m.meshIp).join(' ');
+    if (meshIps !== this.checkedMeshIps) {
+      this.checkedMeshIps = meshIps;
+      this.checkLeaks();
+    }
     const rank = endpointRank(localAddresses(this.opts.ifname));
     this.finder?.setPeers(members.flatMap((m) => {
       const key = this.wgKeyOf(m.peerId);
@@ -1485,10 +1517,35 @@ export class Daemon {
     }));
   }
 
-  /** One ICMP echo through the tunnel to every other member's mesh address. */
+  /**
+   * One ICMP echo through the tunnel to the members worth one this round (probe-schedule.ts):
+   * those asked about, those carrying traffic, and one more in turn.
+   */
   private probeMembers(): void {
     if (!this.prober || !this.ledger) return;
-    this.prober.probe(this.ledger.members().filter((m) => m.peerId !== this.peerId).map((m) => ({ key: m.peerId, ip: m.meshIp })));
+    const peers = this.engine.device.peers;
+    this.prober.probe(this.probes.round(this.ledger.members().filter((m) => m.peerId !== this.peerId).map((m) => {
+      const key = this.wgKeyOf(m.peerId);
+      const p = key ? peers.get(key.toString('hex')) : undefined;
+      return { key: m.peerId, ip: m.meshIp, bytes: p ? p.rxBytes + p.txBytes : 0 };
+    })));
+  }
+
+  /**
+   * `meshd status` asks about every member: from now on they are probed every round for a while.
+   * The first status after a quiet spell probes the members without a figure at once and waits
+   * for their answers (at most FRESH_WAIT_MS); later ones answer at once.
+   */
+  private async freshLatency(): Promise<void> {
+    const prober = this.prober;
+    if (!prober || !this.ledger) return;
+    const others = this.ledger.members().filter((m) => m.peerId !== this.peerId);
+    const missing = others.filter((m) => prober.rtt(m.peerId) === null && !this.probes.askedRecently(m.peerId));
+    this.probes.ask(others.map((m) => m.peerId));
+    if (missing.length === 0) return;
+    prober.probe(missing.map((m) => ({ key: m.peerId, ip: m.meshIp })));
+    const until = performance.now() + FRESH_WAIT_MS;
+    while (performance.now() < until && missing.some((m) => prober.rtt(m.peerId) === null)) await new Promise((r) => setTimeout(r, 20));
   }
 
   async stop(): Promise<void> {

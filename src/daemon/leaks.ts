@@ -1,15 +1,16 @@
 // Mesh traffic that does not go through the mesh: a member's mesh address that the kernel routes
 // out of another interface (a LAN on the same range, a more specific route that appeared later, a
 // DHCP lease on an overlapping network). WireGuard never sees that traffic: it leaves in clear,
-// and pings still work if something on that LAN answers. The daemon checks every few seconds with
-// one `ip route get` batch for all members (kernel.ts routesTo: the kernel's own answer, policy
-// routing included), status shows the result per member, and the log warns once per member per
-// change, not on every check.
+// and pings still work if something on that LAN answers. The daemon checks with one `ip route
+// get` batch for all members (kernel.ts routesTo: the kernel's own answer, policy routing
+// included) whenever the routing table changes (route-monitor.ts) or members come and go, and
+// every LEAK_CHECK_MS as a backstop; status shows the result per member, and the log warns once
+// per member per change, not on every check.
 import type { Logger } from 'pino';
 import type { RouteTo } from '../routes/kernel.js';
 
-/** How often the routes to members' mesh addresses are checked. */
-export const LEAK_CHECK_MS = 3_000;
+/** How often the routes to members' mesh addresses are checked besides on changes (a backstop). */
+export const LEAK_CHECK_MS = 60_000;
 
 export interface MemberAddress {
   peerId: string;

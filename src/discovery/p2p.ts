@@ -7,10 +7,14 @@
 //
 // Discovery: bootstrap multiaddrs (an invite's, or the members' records at restart) are dialled
 // at once (timeout 0; the default 1 s delay only slows the first exchange, see libp2p.md), and
-// mDNS when asked. mDNS does not dial by itself; we dial on `peer:discovery`, and only the side
-// with the smaller peer id dials, so two nodes that discover each other do not open two
-// connections. The full mesh itself comes from the members' records, not from
-// discovery: every member's record carries its multiaddrs (sync.ts).
+// mDNS when asked (lan-discovery.ts: a query when the sync fails to reach a member, not every
+// 10 s; a peer it finds is dialled if `mdnsWanted` says so). The connections themselves come
+// from the members' records, not from discovery: every member's record carries its multiaddrs
+// (sync.ts).
+//
+// Idle cost: the connection monitor pings each connection every 30 s (libp2p's default is 10 s;
+// a dead connection is still closed within a minute), and yamux's own keepalive is off (the
+// monitor's pings keep the connection active).
 //
 // mDNS caveat for the daemon: in a network namespace, or on a host whose only route is a
 // default route through another interface, multicast needs a route (`ip route add 224.0.0.0/4
@@ -29,8 +33,8 @@
 // Exported API:
 //   interface MeshLogger { debug, info, warn, error: (obj: object, msg?: string) => void }
 //   interface ConnectionGate { allow(peerId: string): boolean }
-//   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, gate, logger?, announce? }
-//   interface MeshServices { identify, ping };  type MeshNode = Libp2p<MeshServices>
+//   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, mdnsWanted?, gate, logger?, announce? }
+//   interface MeshServices { identify, ping, lan? };  type MeshNode = Libp2p<MeshServices>
 //   createMeshNode(opts: MeshNodeOptions): Promise<MeshNode>     started, listeners attached
 //   swarmKey(pskHex: string): Uint8Array                         the pnet key file bytes
 //   mdnsServiceTag(pskHex: string): string
@@ -43,14 +47,14 @@
 import '../util/polyfill.js';
 import { createHash } from 'node:crypto';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
-import { peerIdFromPrivateKey } from '@libp2p/peer-id';
+import { peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id';
 import { tcp } from '@libp2p/tcp';
 import { noise } from '@chainsafe/libp2p-noise';
 import { yamux } from '@chainsafe/libp2p-yamux';
 import { identify, type Identify } from '@libp2p/identify';
 import { ping, type Ping } from '@libp2p/ping';
 import { bootstrap as bootstrapDiscovery } from '@libp2p/bootstrap';
-import { mdns as mdnsDiscovery } from '@libp2p/mdns';
+import { lanDiscovery, type LanDiscovery } from './lan-discovery.js';
 import { preSharedKey } from '@libp2p/pnet';
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
@@ -81,8 +85,10 @@ export interface MeshNodeOptions {
   listen: string[];
   /** Multiaddrs ending in /p2p/<peer id>, dialled at start. Our own peer id is skipped. */
   bootstrap?: string[];
-  /** Discover members on the LAN by mDNS (see the multicast route caveat above). */
+  /** Discover members on the LAN by mDNS, when asked (see the multicast route caveat above). */
   mdns?: boolean;
+  /** Whether a peer mDNS found is dialled (default: every peer the gate allows). */
+  mdnsWanted?: (peerId: string) => boolean;
   gate: ConnectionGate;
   logger?: MeshLogger;
   /** Multiaddrs to advertise instead of the listen addresses (port forwards, public addresses). */
@@ -93,7 +99,12 @@ export interface MeshNodeOptions {
 export type MeshServices = {
   identify: Identify;
   ping: Ping;
+  /** Only with the mdns option. */
+  lan?: LanDiscovery;
 };
+
+/** How often the connection monitor pings each connection (libp2p's default: 10 s). */
+const CONNECTION_PING_MS = 30_000;
 
 export type MeshNode = Libp2p<MeshServices>;
 
@@ -164,9 +175,12 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
   const peerDiscovery: NonNullable<Libp2pOptions['peerDiscovery']> = [];
   // @libp2p/bootstrap throws on an empty list, so it is only configured when there is one.
   if (bootstrap.length > 0) peerDiscovery.push(bootstrapDiscovery({ list: bootstrap, timeout: 0 }));
-  if (opts.mdns) peerDiscovery.push(mdnsDiscovery({ serviceTag: mdnsServiceTag(opts.psk) }));
-
   const gate = opts.gate;
+  const services = {
+    identify: identify(),
+    ping: ping(),
+    ...(opts.mdns ? { lan: lanDiscovery({ serviceTag: mdnsServiceTag(opts.psk), wanted: (id) => id !== self && safeAllow(gate, peerIdFromString(id), log) && (opts.mdnsWanted?.(id) ?? true) }) } : {}),
+  };
   const node = await createLibp2p({
     start: false, // events during start would be missed otherwise (libp2p.md)
     privateKey: opts.privateKey,
@@ -174,30 +188,29 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     transports: [tcp()],
     connectionProtector: preSharedKey({ psk }),
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
+    streamMuxers: [yamux({ enableKeepAlive: false })],
+    connectionMonitor: { pingInterval: CONNECTION_PING_MS },
     peerDiscovery,
     connectionGater: {
       denyDialPeer: (peer) => !safeAllow(gate, peer, log),
       denyInboundEncryptedConnection: (peer) => !safeAllow(gate, peer, log),
       denyOutboundEncryptedConnection: (peer) => !safeAllow(gate, peer, log),
     },
-    services: {
-      identify: identify(),
-      ping: ping(),
-    },
-  });
+    services,
+  }) as MeshNode;
 
-  node.addEventListener('peer:discovery', (evt) => {
-    const peer = evt.detail.id;
-    const id = peer.toString();
-    if (id === self || node.getConnections(peer).length > 0) return;
-    // Both sides discover each other; only the smaller id dials, so there is one connection.
-    if (self > id || !safeAllow(gate, peer, log)) return;
-    node.dial(peer).then(
-      () => log.debug({ peer: id }, 'connected to a discovered peer'),
-      (err: Error) => log.debug({ peer: id, err: err.message }, 'cannot dial a discovered peer'),
-    );
-  });
+  // A peer mDNS found and we want: its LAN addresses are in the peer store now.
+  const lan = node.services.lan;
+  if (lan) {
+    lan.onPeer = (peer) => {
+      const id = peer.toString();
+      if (node.getConnections(peer).length > 0) return;
+      node.dial(peer).then(
+        () => log.info({ peer: id }, 'connected to a member found on the LAN'),
+        (err: Error) => log.debug({ peer: id, err: err.message }, 'cannot dial a peer found on the LAN'),
+      );
+    };
+  }
   node.addEventListener('peer:connect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer connected'));
   node.addEventListener('peer:disconnect', (evt) => log.debug({ peer: evt.detail.toString() }, 'peer disconnected'));
 

@@ -41,6 +41,19 @@
 //    (from 500 ms, each wait jittered to 50-100 %). To avoid two connections per pair, the smaller
 //    peer id dials at once and the larger one waits `yieldMs` first.
 //
+//    Neighbours. Up to `fullMeshMax` (8) members, every member keeps a connection to every other.
+//    Beyond that a member keeps connections to a few neighbours only, so that what an idle member
+//    costs (connection upkeep, pings) does not grow with the mesh: the members sorted by peer id
+//    form a ring, and each one wants the two members on either side of it and the one opposite
+//    (both ends of a pair want each other, so each member has about five connections). Entries
+//    still reach every member within a few pushes (each forwards to `fanout`), anti-entropy runs
+//    over the same connections, and the WireGuard mesh is unchanged: it does not ride on these
+//    connections. A wanted neighbour that cannot be reached is still dialled (with backoff), and
+//    the next member along the ring is wanted in its place. A connection we dialled to a member
+//    that is no neighbour (a joiner's connection to its inviter, a relay request, a stream link)
+//    is closed once it has carried no stream for `idleUnwantedMs` (60 s); the other side's
+//    connections are its own to close.
+//
 //    Partitions and heals. The backoff is capped at `backoffMaxMs` (8 s) for a member lost less
 //    than `awayAfterMs` (10 min) ago: a partition that heals, a member that restarts, is dialled
 //    again within seconds, and the exchange on the new connection (2.) brings whatever was pushed
@@ -65,7 +78,7 @@
 //                                 meshIntervalMs?, backoffMinMs?, backoffMaxMs?, awayAfterMs?,
 //                                 awayBackoffMaxMs?, yieldMs?, dialTimeoutMs?, syncRetryMs?,
 //                                 nonMemberGraceMs?, throughMesh?, revokedGraceMs?, fanout?,
-//                                 entropyMs? }
+//                                 entropyMs?, fullMeshMax?, idleUnwantedMs?, discover? }
 //   type EnvelopeSource = 'push' | 'sync'
 //   interface SyncResult { peer, sent, received, added, inSync, refused }
 //   class LedgerSync {
@@ -77,6 +90,8 @@
 //     syncWith(peer: PeerId | string): Promise<SyncResult>   one exchange now
 //     wake(peer: string, why: string): boolean   a sign of life: dial that member now if we are
 //                                      failing to reach it (true if a dial was brought forward)
+//     missing(peer): boolean           a member we want a connection to and are failing to reach
+//     connect(peer): Promise<Connection>   a connection to a member now (from its record's addresses)
 //     onEnvelope(cb: (env, from: { peer, via }) => void): () => void
 //         envelopes new to this ledger that came from the network (not those given to publish)
 //   }
@@ -132,6 +147,12 @@ export interface LedgerSyncOptions {
   fanout?: number;
   /** How often we compare ledgers with one random connected member; default 60 s. */
   entropyMs?: number;
+  /** Up to this many members (ourselves included) everyone connects to everyone; default 8. */
+  fullMeshMax?: number;
+  /** A connection we dialled to a member that is no neighbour closes after this long without streams; 60 s. */
+  idleUnwantedMs?: number;
+  /** Called when a dial to a member failed: look for it another way (mDNS on the LAN). */
+  discover?: () => void;
 }
 
 export type EnvelopeSource = 'push' | 'sync';
@@ -226,7 +247,12 @@ export class LedgerSync {
   readonly #nonMemberGraceMs: number;
   readonly #fanout: number;
   readonly #entropyMs: number;
+  readonly #fullMeshMax: number;
+  readonly #idleUnwantedMs: number;
+  readonly #discover: (() => void) | undefined;
   readonly #self: string;
+  /** Connections we dialled to members that are no neighbours: since when (conn id -> ms). */
+  readonly #unwantedSince = new Map<string, number>();
 
   readonly #listeners = new Set<EnvelopeListener>();
   /** Connections on which a full two-way exchange completed. */
@@ -269,6 +295,9 @@ export class LedgerSync {
     this.#nonMemberGraceMs = opts.nonMemberGraceMs ?? 60_000;
     this.#fanout = opts.fanout ?? 6;
     this.#entropyMs = opts.entropyMs ?? 60_000;
+    this.#fullMeshMax = opts.fullMeshMax ?? 8;
+    this.#idleUnwantedMs = opts.idleUnwantedMs ?? 60_000;
+    this.#discover = opts.discover;
     this.#self = node.peerId.toString();
   }
 
@@ -452,6 +481,7 @@ export class LedgerSync {
   readonly #onClose = (evt: CustomEvent<Connection>): void => {
     this.#synced.delete(evt.detail.id);
     this.#attempted.delete(evt.detail.id);
+    this.#unwantedSince.delete(evt.detail.id);
     this.#queueTick();
   };
 
@@ -494,6 +524,52 @@ export class LedgerSync {
     this.#log.info({ peer, why, inMs: at - now }, 'a member shows signs of life: dialling it');
     if (at === now) this.#queueTick();
     return true;
+  }
+
+  /** A member we want a connection to, and fail to reach (a dial to it failed since we lost it). */
+  missing(peer: string): boolean {
+    return this.#dials.get(peer)?.failed === true;
+  }
+
+  /**
+   * A connection to a member now, for a protocol that needs one (a stream link, a relay request):
+   * the open one, or a dial to the addresses in its record. Beyond fullMeshMax members we are not
+   * connected to every member; an unused connection we dialled closes again after idleUnwantedMs.
+   */
+  async connect(peer: string): Promise<Connection> {
+    const open = this.#node.getConnections().find((c) => c.remotePeer.toString() === peer && c.status === 'open');
+    if (open) return open;
+    const m = this.#ledger.member(peer);
+    if (!m || this.#mustHangUp(peer)) throw new Error(`${peer} is not a member`);
+    const addrs = dialAddrs(peer, m.record?.multiaddrs ?? [], this.#throughMesh ? m.meshIp : null);
+    return (await dialFirst(this.#node, addrs.map(String), { timeoutMs: this.#dialTimeoutMs, signal: this.#abort.signal })).conn;
+  }
+
+  /**
+   * The members we keep a connection to: all of them up to fullMeshMax, else our neighbours on
+   * the ring of members sorted by peer id (see the header). Members we are failing to reach stay
+   * wanted (they are dialled with backoff) and the next one along the ring is wanted as well.
+   */
+  #wanted(members: readonly { peerId: string }[]): Set<string> {
+    const ids = members.map((m) => m.peerId).filter((p) => !this.#mustHangUp(p) || p === this.#self);
+    if (!ids.includes(this.#self)) ids.push(this.#self);
+    if (ids.length <= this.#fullMeshMax) return new Set(ids.filter((p) => p !== this.#self));
+    ids.sort();
+    const n = ids.length;
+    const at = ids.indexOf(this.#self);
+    const out = new Set<string>();
+    for (const dir of [1, -1]) {
+      // The first two members reachable (or not yet tried) in this direction, and the failing ones before them.
+      let found = 0;
+      for (let step = 1; step < n && found < 2; step++) {
+        const p = ids[(at + dir * step + n) % n];
+        out.add(p);
+        if (!this.missing(p)) found++;
+      }
+    }
+    out.add(ids[(at + Math.floor(n / 2)) % n]);
+    out.delete(this.#self);
+    return out;
   }
 
   /**
@@ -655,8 +731,8 @@ export class LedgerSync {
     }
   }
 
-  async #hangUp(conn: Connection, why: string): Promise<void> {
-    this.#log.info({ peer: conn.remotePeer.toString(), why }, 'hanging up');
+  async #hangUp(conn: Connection, why: string, level: 'info' | 'debug' = 'info'): Promise<void> {
+    this.#log[level]({ peer: conn.remotePeer.toString(), why }, 'hanging up');
     await conn.close().catch(() => conn.abort(new Error(why)));
   }
 
@@ -677,6 +753,8 @@ export class LedgerSync {
 
   #tick(): void {
     const now = Date.now();
+    const members = this.#ledger.members();
+    const wanted = this.#wanted(members);
     const connected = new Set<string>();
     for (const conn of this.#node.getConnections()) {
       const peer = conn.remotePeer.toString();
@@ -697,6 +775,18 @@ export class LedgerSync {
         continue;
       }
       connected.add(peer);
+      if (member && conn.direction === 'outbound' && !wanted.has(peer) && conn.streams.length === 0) {
+        // We dialled it for something else (a join, a relay request) and it is no neighbour.
+        const since = this.#unwantedSince.get(conn.id) ?? now;
+        this.#unwantedSince.set(conn.id, since);
+        if (now - since >= this.#idleUnwantedMs) {
+          this.#unwantedSince.delete(conn.id);
+          void this.#hangUp(conn, 'no neighbour, idle', 'debug');
+          continue;
+        }
+      } else {
+        this.#unwantedSince.delete(conn.id);
+      }
       // A member we have not fully exchanged with on this connection: it became a member after
       // the connection opened (at once), or it refused us while its ledger was behind (retry).
       const last = this.#attempted.get(conn.id);
@@ -705,9 +795,9 @@ export class LedgerSync {
         void this.#syncOn(conn);
       }
     }
-    for (const m of this.#ledger.members()) {
+    for (const m of members) {
       if (m.peerId === this.#self) continue;
-      if (connected.has(m.peerId)) {
+      if (connected.has(m.peerId) || !wanted.has(m.peerId)) {
         this.#dials.delete(m.peerId);
         continue;
       }
@@ -745,6 +835,7 @@ export class LedgerSync {
       const cap = now - st.since >= this.#awayAfterMs ? this.#awayBackoffMaxMs : this.#backoffMaxMs;
       const base = Math.min(cap, this.#backoffMinMs * 2 ** Math.min(st.attempts - 1, 30));
       st.nextAt = now + base * (0.5 + Math.random() / 2);
+      this.#discover?.();
       this.#log.debug({ peer, attempts: st.attempts, retryInMs: Math.round(st.nextAt - now), err: (err as Error).message }, 'cannot reach a member');
     } finally {
       st.dialing = false;
