@@ -298,7 +298,7 @@ export class Daemon {
       const network = await store.getNetwork();
       if (network) await daemon.resume(network);
       daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), daemon.handlers(), opts.logger);
-      opts.logger.info({ peerId: daemon.peerId, name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
+      opts.logger.info({ peerId: daemon.peerId, node: name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
       return daemon;
     } catch (err) {
       await store.close();
