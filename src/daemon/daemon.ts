@@ -748,6 +748,7 @@ export class Daemon {
     } finally {
       this.leaving = false;
     }
+    this.log.info({ network: network.name, why: 'leave' }, 'this node left the network');
     return { left: network.name };
   }
 
@@ -892,7 +893,9 @@ export class Daemon {
     const ledger = new Ledger(network);
     ledger.addAll(await this.store.allEnvelopes());
     if (!ledger.isMember(this.peerId)) {
-      this.log.warn({ network: network.name }, 'no longer a member of the stored network; forgetting it');
+      const why = ledger.removal(this.peerId);
+      if (why === 'leave') this.log.info({ network: network.name, why }, 'this node left the stored network; forgetting it');
+      else this.log.warn({ network: network.name, why }, 'no longer a member of the stored network; forgetting it');
       await this.forgetNetwork();
       return;
     }
@@ -1384,6 +1387,7 @@ export class Daemon {
       const admission = ledger.events().find((e) => e.body.type === 'admit' && e.body.member === this.peerId);
       const voided = removal === null && admission ? ledger.reasonOf(eventId(admission)) : null;
       if (voided) this.log.warn({ network: network.name, why: voided }, 'the admission of this node does not count: ask an administrator for a new invite');
+      else if (removal === 'leave') this.log.info({ network: network.name, why: removal }, 'this node left the network'); // its own choice: no warning
       else this.log.warn({ network: network.name, why: removal }, 'this node was removed from the network');
       await this.forgetNetwork();
       return;
