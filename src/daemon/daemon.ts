@@ -49,6 +49,7 @@ import { formatPrefix, parsePrefix } from '../wg/prefix.js';
 import { NameServer, domainError, meshSources, networkDomain, revertResolved, systemdResolved } from './names.js';
 import { clientConfig, hostEndpoint } from './clients.js';
 import type { Device } from '../discovery/ledger.js';
+import type { MetricsSources } from './metrics.js';
 
 /** What the host keeps of a client it added (settings 'clients', by public key; the store is 0700). */
 interface StoredClient {
@@ -857,6 +858,16 @@ export class Daemon {
         domain: network ? networkDomain(network) : null,
       },
       peers,
+    };
+  }
+
+  /** What `meshd daemon --metrics` reads at each scrape (metrics.ts): status's peers, the engine's totals. */
+  metricsSources(): MetricsSources {
+    const device = this.engine.device;
+    return {
+      peers: () => this.status().peers,
+      engine: () => ({ handshakes: device.handshakes, cookieReplies: device.cookieReplies, drops: device.drops }),
+      ledgerEvents: () => this.ledger?.size() ?? 0,
     };
   }
 
