@@ -33,10 +33,12 @@ export function daemonCommand(): Command {
     .option('--no-relay', 'do not relay for other members')
     .option('--stun <host:port>', 'a STUN server to learn this node\'s public UDP endpoint from, besides members on public addresses; repeatable', collect, [])
     .addOption(new Option('--datapath <kind>', 'native or reference').choices(['native', 'reference']))
-    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[]; stun: string[]; keepalive: number; relay: boolean }, cmd: Command) => {
+    .option('--metrics <addr:port>', 'serve Prometheus metrics over HTTP at http://ADDR:PORT/metrics (off by default)')
+    .action(async (opts: { interface: string; listenPort: number; p2pPort: number; name?: string; datapath?: Datapath; announce: string[]; announceUdp: string[]; announceTcp: string[]; stun: string[]; keepalive: number; relay: boolean; metrics?: string }, cmd: Command) => {
       const { parseAnnounce, parseHostPort } = await import('../src/discovery/addresses.js');
       const announce = parseAnnounce({ hosts: opts.announce, udp: opts.announceUdp, tcp: opts.announceTcp });
       const stunServers = opts.stun.map((s) => parseHostPort(s, '--stun'));
+      const metricsAt = opts.metrics === undefined ? null : parseHostPort(opts.metrics, '--metrics');
       if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a network interface)');
       const logger = createLogger('meshd');
       // Loaded here, not at the top: libp2p takes about a second to import, and the other
@@ -45,6 +47,8 @@ export function daemonCommand(): Command {
       // not the end of every member's connectivity. Work that matters is awaited or retried.
       process.on('unhandledRejection', (err) => logger.error({ err: err instanceof Error ? err.message : String(err) }, 'unhandled rejection'));
       const { Daemon } = await import('../src/daemon/daemon.js');
+      // Bound before anything changes: a port in use fails the start with one line.
+      const metrics = metricsAt ? await (await import('../src/daemon/metrics.js')).Metrics.start({ listen: metricsAt, logger }) : null;
       let stop = async (_why: string, _code: number): Promise<void> => process.exit(1); // replaced below
       const daemon = await Daemon.start({
         stateDir: stateDir(cmd),
@@ -64,12 +68,14 @@ export function daemonCommand(): Command {
         // manager restarts it with a fresh one (wireguard-go exits too).
         onInterfaceGone: (ifname) => void stop(`interface ${ifname} was deleted`, 1),
       });
+      metrics?.serve(daemon.metricsSources());
       let stopping = false;
       stop = async (why: string, code: number) => {
         if (stopping) return;
         stopping = true;
         if (code === 0) logger.info({ why }, 'shutting down');
         else logger.error({ why }, 'shutting down');
+        await metrics?.stop();
         await daemon.stop().catch((err) => logger.error({ err: (err as Error).message }, 'unclean shutdown'));
         process.exit(code);
       };

@@ -51,6 +51,7 @@ import { formatPrefix, parsePrefix } from '../wg/prefix.js';
 import { NameServer, domainError, meshSources, networkDomain, revertResolved, systemdResolved } from './names.js';
 import { clientConfig, hostEndpoint } from './clients.js';
 import type { Device } from '../discovery/ledger.js';
+import type { MetricsSources } from './metrics.js';
 
 /** What the host keeps of a client it added (settings 'clients', by public key; the store is 0700). */
 interface StoredClient {
@@ -305,7 +306,7 @@ export class Daemon {
       const network = await store.getNetwork();
       if (network) await daemon.resume(network);
       daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), daemon.handlers(), opts.logger);
-      opts.logger.info({ peerId: daemon.peerId, name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
+      opts.logger.info({ peerId: daemon.peerId, node: name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
       return daemon;
     } catch (err) {
       await store.close();
@@ -758,6 +759,7 @@ export class Daemon {
     } finally {
       this.leaving = false;
     }
+    this.log.info({ network: network.name, why: 'leave' }, 'this node left the network');
     return { left: network.name };
   }
 
@@ -870,6 +872,16 @@ export class Daemon {
     };
   }
 
+  /** What `meshd daemon --metrics` reads at each scrape (metrics.ts): status's peers, the engine's totals. */
+  metricsSources(): MetricsSources {
+    const device = this.engine.device;
+    return {
+      peers: () => this.status().peers,
+      engine: () => ({ handshakes: device.handshakes, cookieReplies: device.cookieReplies, drops: device.drops }),
+      ledgerEvents: () => this.ledger?.size() ?? 0,
+    };
+  }
+
   /** Where WireGuard sends for status: the real endpoint (the relay's when relayed) and the path. */
   private pathOf(endpoint: Endpoint | null, fresh: boolean): Pick<PeerStatus, 'endpoint' | 'path' | 'relay'> {
     if (!endpoint) return { endpoint: null, path: null, relay: null };
@@ -903,7 +915,9 @@ export class Daemon {
     const ledger = new Ledger(network);
     ledger.addAll(await this.store.allEnvelopes());
     if (!ledger.isMember(this.peerId)) {
-      this.log.warn({ network: network.name }, 'no longer a member of the stored network; forgetting it');
+      const why = ledger.removal(this.peerId);
+      if (why === 'leave') this.log.info({ network: network.name, why }, 'this node left the stored network; forgetting it');
+      else this.log.warn({ network: network.name, why }, 'no longer a member of the stored network; forgetting it');
       await this.forgetNetwork();
       return;
     }
@@ -1410,6 +1424,7 @@ export class Daemon {
       const admission = ledger.events().find((e) => e.body.type === 'admit' && e.body.member === this.peerId);
       const voided = removal === null && admission ? ledger.reasonOf(eventId(admission)) : null;
       if (voided) this.log.warn({ network: network.name, why: voided }, 'the admission of this node does not count: ask an administrator for a new invite');
+      else if (removal === 'leave') this.log.info({ network: network.name, why: removal }, 'this node left the network'); // its own choice: no warning
       else this.log.warn({ network: network.name, why: removal }, 'this node was removed from the network');
       await this.forgetNetwork();
       return;

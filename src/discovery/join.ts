@@ -289,7 +289,7 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
           await frames.writeMany(envelopes.slice(i, i + WRITE_BATCH), signal);
         }
         await frames.write({ end: true }, signal);
-        log.info({ joiner, meshIp: outcome.meshIp, name: outcome.name, envelopes: envelopes.length, ms: Math.round(performance.now() - started) }, 'admitted a new member');
+        log.info({ joiner, meshIp: outcome.meshIp, member: outcome.name, envelopes: envelopes.length, ms: Math.round(performance.now() - started) }, 'admitted a new member');
       }
       await frames.close();
     } catch (err) {

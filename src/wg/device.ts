@@ -112,6 +112,8 @@ export class Device implements Configurable {
   private readonly guard: HandshakeGuard;
   /** Cookie replies sent, since the start. */
   cookieReplies = 0;
+  /** Handshakes completed (a session confirmed, as initiator or responder), since the start. */
+  handshakes = 0;
   /** The peers' current endpoints by endpointKey; rebuilt when one changed and a flood asks. */
   private endpointKeys = new Set<number | string>();
   private endpointsChanged = true;
@@ -476,6 +478,7 @@ export class Device implements Configurable {
   }
 
   private handshakeComplete(peer: Peer): void {
+    this.handshakes++;
     peer.timers.handshakeComplete();
     peer.lastHandshakeWall = this.clock.wall();
     this.log.debug({ peer: peer.key.slice(0, 8) }, 'handshake complete');

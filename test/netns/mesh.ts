@@ -83,10 +83,10 @@ export class MeshNet {
    * Nodes of these names (made by the topology's addNode), started; the first founds the network,
    * the others join it with an invite of the first; then a full mesh. Returns them in that order.
    */
-  async mesh(names: readonly string[], addNode: (name: string) => Promise<MeshNode>): Promise<MeshNode[]> {
+  async mesh(names: readonly string[], addNode: (name: string) => Promise<MeshNode>, env: NodeJS.ProcessEnv = {}): Promise<MeshNode[]> {
     const nodes: MeshNode[] = [];
     for (const name of names) nodes.push(await addNode(name));
-    await Promise.all(nodes.map((n) => this.start(n)));
+    await Promise.all(nodes.map((n) => this.start(n, env)));
     await this.cli(nodes[0], ['init']);
     for (const n of nodes.slice(1)) await this.cli(n, ['join', await this.invite(nodes[0])]);
     await this.fullMesh(30_000, nodes);
@@ -136,9 +136,17 @@ export class Lan extends MeshNet {
    * A namespace on the bridge that runs no daemon (a flooder, a stranger), with the addresses
    * <subnet>.<first>.. (count of them) on its one link; returns the namespace.
    */
-  /** `names` on this LAN as one mesh (MeshNet.mesh): the first founds it, the others join. */
-  lanMesh(names: readonly string[]): Promise<MeshNode[]> {
-    return this.mesh(names, (name) => this.addNode(name));
+  /**
+   * `names` on this LAN as one mesh (MeshNet.mesh): the first founds it, the others join.
+   * `args(node)`: extra daemon arguments for a node (it knows its LAN address by then); `env`:
+   * the daemons' environment (e.g. LOG_LEVEL).
+   */
+  lanMesh(names: readonly string[], opts: { args?: (node: MeshNode) => string[]; env?: NodeJS.ProcessEnv } = {}): Promise<MeshNode[]> {
+    return this.mesh(names, async (name) => {
+      const node = await this.addNode(name);
+      node.args.push(...(opts.args?.(node) ?? []));
+      return node;
+    }, opts.env);
   }
 
   async addHost(suffix: string, first: number, count = 1): Promise<string> {

@@ -52,6 +52,21 @@ test('handshake on first packet, then data both ways, exact byte counters', () =
   assert.equal(transport[0].bytes.length, 16 + 128 + 16);
 });
 
+test('handshakes counts sessions completed: the initiator on the response, the responder on the first data', () => {
+  const { wire, a, b } = pair();
+  assert.equal(a.device.handshakes, 0);
+  wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);
+  wire.pump();
+  assert.equal(a.device.handshakes, 1, 'the initiator, on the response');
+  assert.equal(b.device.handshakes, 1, 'the responder, on the first transport packet');
+  // A replayed initiation is refused: no session, no count.
+  const init = wire.log.find((d) => d.bytes[0] === 1)!;
+  wire.inject(b, [init.bytes], init.from);
+  wire.pump();
+  assert.equal(b.device.handshakes, 1);
+  assert.equal(b.device.drops.handshake, 1);
+});
+
 test('a batch of many packets, IPv4 and IPv6, arrives intact and in order', () => {
   const { wire, a, b } = pair();
   a.device.apply({ replacePeers: false, peers: [{ publicKey: b.publicKey, remove: false, updateOnly: true, replaceAllowedIps: false, allowedIps: [{ prefix: parsePrefix('fd00::2/128'), remove: false }] }] });
