@@ -9,6 +9,7 @@ import { join, resolve } from 'node:path';
 import { currentPaths, currentUnit, DEFAULT_UNIT_DIR, SYSTEM_UNIT_DIRS, UNIT_NAME } from '../src/service/unit.js';
 import { systemctl, systemdRunning } from '../src/service/systemctl.js';
 import { jsonOption, print } from './common.js';
+import { daemonCommand } from './daemon.js';
 
 interface Target {
   file: string;
@@ -44,19 +45,32 @@ function put(file: string, text: string | null): void {
   renameSync(tmp, file);
 }
 
+/** Options `meshd daemon` accepts, checked by its own parser (nothing runs): one line if not. */
+async function checkDaemonOptions(options: string[]): Promise<void> {
+  const dry = daemonCommand().exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} }).action(() => {});
+  try {
+    await dry.parseAsync(options, { from: 'user' });
+  } catch (err) {
+    const help = (err as { code?: string }).code === 'commander.helpDisplayed';
+    throw new Error(`not for meshd daemon: ${help ? 'help is not an option to run it with' : (err as Error).message.replace(/^error: /, '')}`);
+  }
+}
+
 const enabled = (unit: string) => systemctl(['is-enabled', '--quiet', unit]).then(() => true, () => false);
 
 function installCommand(): Command {
   return new Command('install')
-    .description(`write the systemd unit (${UNIT_NAME}) for this meshd and enable it`)
+    .description(`write the systemd unit (${UNIT_NAME}) for this meshd and enable it; options after -- go to meshd daemon`)
+    .argument('[daemon-options...]', 'meshd daemon options for ExecStart, after -- (e.g. -- --listen-port 51821)')
     .option('--unit-dir <dir>', 'where to write the unit', DEFAULT_UNIT_DIR)
     .option('--no-enable', 'do not enable it (start at boot)')
     .option('--now', 'start it now too')
     .addOption(jsonOption())
-    .action(async (opts: { unitDir: string; enable: boolean; now?: boolean }, cmd: Command) => {
+    .action(async (daemonOptions: string[], opts: { unitDir: string; enable: boolean; now?: boolean }, cmd: Command) => {
+      await checkDaemonOptions(daemonOptions);
       const t = target(opts.unitDir);
       if (opts.now && !t.managed) throw new Error(`cannot start meshd now: ${t.unmanaged!.replace(/, so .*$/, '')}; install without --now to write the unit only`);
-      const text = currentUnit();
+      const text = currentUnit(daemonOptions);
       const previous = existsSync(t.file) ? readFileSync(t.file, 'utf8') : null;
       const wasEnabled = t.managed && (await enabled(UNIT_NAME));
       put(t.file, text);

@@ -20,6 +20,9 @@ export interface UnitPaths {
   meshd: string;
 }
 
+/** What an ExecStart word may hold here: no quoting, no %-specifiers, no $-expansion. */
+const PLAIN_WORD = /^[\w@+=:,./-]+$/;
+
 /** The package root: the nearest directory above this file that holds package.json. */
 export function packageRoot(from = dirname(fileURLToPath(import.meta.url))): string {
   for (let dir = from; ; dir = dirname(dir)) {
@@ -37,12 +40,18 @@ export function templatePath(): string {
   return join(packageRoot(), 'packaging', 'systemd', UNIT_NAME);
 }
 
-/** The unit text for these paths; throws when a path could not appear in ExecStart as one word. */
-export function renderUnit(template: string, paths: UnitPaths): string {
+/**
+ * The unit text for these paths and `meshd daemon` options; throws when a path or an option could
+ * not appear in ExecStart as one plain word.
+ */
+export function renderUnit(template: string, paths: UnitPaths, daemonOptions: readonly string[] = []): string {
   for (const p of [paths.node, paths.meshd]) {
-    if (!p.startsWith('/') || /[\s"'\\%$;]/.test(p)) throw new Error(`cannot put ${JSON.stringify(p)} in a systemd unit: it must be an absolute path without spaces, quotes, %, $ or ;`);
+    if (!p.startsWith('/') || !PLAIN_WORD.test(p)) throw new Error(`cannot put ${JSON.stringify(p)} in a systemd unit: it must be an absolute path without spaces, quotes, %, $ or ;`);
   }
-  let text = template.replaceAll('@NODE@', paths.node).replaceAll('@MESHD@', paths.meshd);
+  for (const o of daemonOptions) {
+    if (!PLAIN_WORD.test(o)) throw new Error(`cannot put ${JSON.stringify(o)} in a systemd unit: daemon options must be plain words (letters, digits, _@+=:,./-)`);
+  }
+  let text = template.replaceAll('@NODE@', paths.node).replaceAll('@MESHD@', paths.meshd).replaceAll('@DAEMON_OPTIONS@', daemonOptions.map((o) => ` ${o}`).join(''));
   // A node or meshd under a home directory stays readable: ProtectHome=read-only there.
   if ([paths.node, paths.meshd].some((p) => HOME_DIRS.some((h) => p.startsWith(h)))) {
     text = text.replace(/^ProtectHome=yes$/m, 'ProtectHome=read-only');
@@ -53,6 +62,6 @@ export function renderUnit(template: string, paths: UnitPaths): string {
 }
 
 /** The unit as the running meshd would install it. */
-export function currentUnit(): string {
-  return renderUnit(readFileSync(templatePath(), 'utf8'), currentPaths());
+export function currentUnit(daemonOptions: readonly string[] = []): string {
+  return renderUnit(readFileSync(templatePath(), 'utf8'), currentPaths(), daemonOptions);
 }

@@ -63,6 +63,28 @@ test('meshd service install --unit-dir: a unit systemd-analyze verify accepts, w
   assert.equal(again.stderr, `meshd: no meshd unit at ${file}\n`);
 });
 
+test('meshd service install -- <daemon options>: they end ExecStart, checked by meshd daemon\'s own parser first', { timeout: 60_000 }, async (tc) => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-unit-'));
+  tc.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'meshd.service');
+  for (const [options, error] of [
+    [['--bogus'], "meshd: not for meshd daemon: unknown option '--bogus'\n"],
+    [['--listen-port', '99999'], 'meshd: not for meshd daemon: invalid port 99999\n'],
+    [['--state-dir', '/x'], "meshd: not for meshd daemon: unknown option '--state-dir'\n"],
+    [['--name', 'a b'], 'meshd: cannot put "a b" in a systemd unit: daemon options must be plain words (letters, digits, _@+=:,./-)\n'],
+    [['--name', '%H'], 'meshd: cannot put "%H" in a systemd unit: daemon options must be plain words (letters, digits, _@+=:,./-)\n'],
+  ] as const) {
+    const r = await run(MESHD, ['service', 'install', '--unit-dir', dir, '--', ...options]);
+    assert.deepEqual([r.code, r.stderr], [1, error], options.join(' '));
+    assert.deepEqual(readdirSync(dir), [], 'nothing written');
+  }
+  const ok = await run(MESHD, ['service', 'install', '--unit-dir', dir, '--', '--listen-port', '51821', '--p2p-port', '4101', '--name', 'web1', '--no-relay']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(readFileSync(file, 'utf8'), / --state-dir \/var\/lib\/meshd daemon --listen-port 51821 --p2p-port 4101 --name web1 --no-relay\n/);
+  const verify = await run('systemd-analyze', ['verify', '--man=no', file]);
+  assert.deepEqual([verify.code, verify.stderr.trim()], [0, '']);
+});
+
 test('meshd service install that cannot do what it was asked changes nothing', { timeout: 30_000 }, async (tc) => {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-unit-'));
   tc.after(() => rmSync(dir, { recursive: true, force: true }));
