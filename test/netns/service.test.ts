@@ -3,7 +3,8 @@
 // interface is gone afterwards); and a port it needs that is taken at start is one line naming the
 // option to change, with a non-zero exit and nothing left behind. The service manager's end of
 // $NOTIFY_SOCKET is helpers/notify-listener.py (node has no unix datagram sockets): for READY=1 it
-// asks the control socket for status at that very moment.
+// asks the control socket for status at that very moment. And `meshd service install|uninstall`
+// where systemd runs, in a mount namespace that looks so, with a stand-in systemctl.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -148,4 +149,93 @@ test('the CLI without a daemon: the hint to start one repeats the --state-dir it
   });
   assert.equal(err.code, 1);
   assert.equal(err.stderr, `meshd: meshd daemon is not running (no socket at ${dir}/meshd.sock); start it with: meshd --state-dir ${dir} daemon\n`);
+});
+
+/**
+ * A mount namespace of our own where systemd looks as if it ran (/run a fresh tmpfs holding
+ * /run/systemd/system, sd_booted's test) and `systemctl` is a stand-in that logs its arguments,
+ * keeps "enabled" in a file and fails the command $SYSTEMCTL_FAIL starts with. Nothing of it
+ * reaches the host's /run or /etc: the unit directory is /run/systemd/system inside it.
+ */
+async function fakeSystemd(tc: { after(fn: () => unknown): void }) {
+  const { execFile, spawn } = await import('node:child_process');
+  const { writeFileSync, chmodSync, readFileSync: read, existsSync } = await import('node:fs');
+  const dir = mkdtempSync(join(tmpdir(), 'meshd-systemctl-'));
+  const log = join(dir, 'log');
+  writeFileSync(join(dir, 'systemctl'), [
+    '#!/bin/sh',
+    `echo "$*" >> ${log}`,
+    'if [ -n "$SYSTEMCTL_FAIL" ]; then case "$*" in "$SYSTEMCTL_FAIL"*) echo "Failed to $1 meshd.service: stand-in failure" >&2; exit 1;; esac; fi',
+    'case "$1" in',
+    `  is-enabled) [ -f ${dir}/enabled ] ;;`,
+    `  enable) touch ${dir}/enabled ;;`,
+    `  disable) rm -f ${dir}/enabled ;;`,
+    'esac',
+  ].join('\n') + '\n');
+  chmodSync(join(dir, 'systemctl'), 0o755);
+  const holder = spawn('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', 'mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system && echo ready && exec sleep 600'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  tc.after(() => {
+    holder.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await new Promise<void>((resolve, reject) => {
+    holder.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    holder.once('exit', (code) => reject(new Error(`unshare exited ${code}`)));
+  });
+  return {
+    unit: '/run/systemd/system/meshd.service',
+    /** Runs meshd in that namespace; the stand-in systemctl fails commands starting with `fail`. */
+    meshd: (args: string[], fail = '') => new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile('nsenter', ['-t', String(holder.pid), '-m', MESHD, ...args], { env: { ...process.env, PATH: `${dir}:${process.env.PATH}`, SYSTEMCTL_FAIL: fail } },
+        (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
+    }),
+    /** The unit's text in that namespace, or null. */
+    unitText: () => new Promise<string | null>((resolve) => {
+      execFile('nsenter', ['-t', String(holder.pid), '-m', 'cat', '/run/systemd/system/meshd.service'], (err, stdout) => resolve(err ? null : stdout));
+    }),
+    /** The systemctl calls since the last look. */
+    calls: () => {
+      const text = existsSync(log) ? read(log, 'utf8') : '';
+      rmSync(log, { force: true });
+      return text.split('\n').filter(Boolean);
+    },
+  };
+}
+
+test('where systemd runs: install reloads and enables (--now restarts); a failing systemctl puts the unit and its enablement back; uninstall disables --now and removes', { timeout: 60_000 }, async (tc) => {
+  const sd = await fakeSystemd(tc);
+
+  let r = await sd.meshd(['service', 'install', '--unit-dir', '/run/systemd/system', '--', '--name', 'web1'], 'enable');
+  assert.deepEqual([r.code, r.stderr], [1, 'meshd: systemctl enable meshd.service failed: Failed to enable meshd.service: stand-in failure\n']);
+  assert.deepEqual(sd.calls(), ['is-enabled --quiet meshd.service', 'daemon-reload', 'enable meshd.service', 'disable meshd.service', 'daemon-reload']);
+  assert.equal(await sd.unitText(), null, 'no unit left behind');
+
+  r = await sd.meshd(['service', 'install', '--unit-dir', '/run/systemd/system']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^installed \/run\/systemd\/system\/meshd\.service \(.*\); enabled; start it with: systemctl start meshd\n$/);
+  assert.deepEqual(sd.calls(), ['is-enabled --quiet meshd.service', 'daemon-reload', 'enable meshd.service']);
+  const first = await sd.unitText();
+  assert.match(first!, / daemon\n/);
+
+  // A new unit whose start fails: the old unit is back, still enabled (it was before).
+  r = await sd.meshd(['service', 'install', '--unit-dir', '/run/systemd/system', '--now', '--', '--listen-port', '51821'], 'restart');
+  assert.deepEqual([r.code, r.stderr], [1, 'meshd: systemctl restart meshd.service failed: Failed to restart meshd.service: stand-in failure\n']);
+  assert.deepEqual(sd.calls(), ['is-enabled --quiet meshd.service', 'daemon-reload', 'enable meshd.service', 'restart meshd.service', 'daemon-reload']);
+  assert.equal(await sd.unitText(), first, 'the previous unit is back');
+
+  r = await sd.meshd(['service', 'install', '--unit-dir', '/run/systemd/system', '--now', '--json', '--', '--listen-port', '51821']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual((({ systemd, loaded, enabled, started }) => ({ systemd, loaded, enabled, started }))(JSON.parse(r.stdout)), { systemd: true, loaded: true, enabled: true, started: true });
+  sd.calls();
+  assert.match((await sd.unitText())!, / daemon --listen-port 51821\n/);
+
+  // Uninstall: a failing disable leaves the unit; then it goes.
+  r = await sd.meshd(['service', 'uninstall', '--unit-dir', '/run/systemd/system'], 'disable');
+  assert.equal(r.code, 1);
+  assert.notEqual(await sd.unitText(), null, 'still there');
+  sd.calls();
+  r = await sd.meshd(['service', 'uninstall', '--unit-dir', '/run/systemd/system']);
+  assert.deepEqual([r.code, r.stdout], [0, 'removed /run/systemd/system/meshd.service (stopped and disabled); the state in /var/lib/meshd is kept\n']);
+  assert.deepEqual(sd.calls(), ['disable --now meshd.service', 'daemon-reload']);
+  assert.equal(await sd.unitText(), null);
 });
