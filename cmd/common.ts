@@ -1,7 +1,7 @@
 // What every subcommand shares: where the state lives, how to reach the daemon, how to print.
 import { Command, Option } from 'commander';
 import { join } from 'node:path';
-import { call } from '../src/control/client.js';
+import { call, DaemonNotRunningError } from '../src/control/client.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/meshd';
 
@@ -18,9 +18,23 @@ export function jsonOption(): Option {
   return new Option('--json', 'print JSON instead of text');
 }
 
+/** A word as a shell reads it back: quoted when it has anything but safe characters. */
+const shellWord = (w: string) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`);
+
+/** How to start the daemon this command talks to: with its --state-dir unless that is the default (the unit's). */
+export function startCommand(cmd: Command): string {
+  const dir = stateDir(cmd);
+  return dir === DEFAULT_STATE_DIR ? 'meshd daemon  (or: systemctl start meshd)' : `meshd --state-dir ${shellWord(dir)} daemon`;
+}
+
 /** Calls the daemon; its errors become the command's one-line error. */
 export async function rpc<T>(cmd: Command, method: string, params?: object, timeoutMs = 30_000): Promise<T> {
-  return call<T>(controlPath(cmd), method, params, { timeoutMs });
+  try {
+    return await call<T>(controlPath(cmd), method, params, { timeoutMs });
+  } catch (err) {
+    if (err instanceof DaemonNotRunningError) throw new DaemonNotRunningError(err.path, { cause: err.cause, startWith: startCommand(cmd) });
+    throw err;
+  }
 }
 
 export function print(cmd: Command, value: unknown, text: () => string): void {

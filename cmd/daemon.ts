@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine.js';
 import { createLogger } from '../src/util/log.js';
 import { stateDir } from './common.js';
+import { sdNotify } from '../src/daemon/sd-notify.js';
 
 const collect = (v: string, list: string[]) => [...list, v];
 
@@ -73,6 +74,7 @@ export function daemonCommand(): Command {
       stop = async (why: string, code: number) => {
         if (stopping) return;
         stopping = true;
+        sdNotify('STOPPING=1', logger);
         if (code === 0) logger.info({ why }, 'shutting down');
         else logger.error({ why }, 'shutting down');
         await metrics?.stop();
@@ -81,5 +83,7 @@ export function daemonCommand(): Command {
       };
       process.on('SIGINT', () => void stop('SIGINT', 0));
       process.on('SIGTERM', () => void stop('SIGTERM', 0));
+      // The interface and the control socket are up (meshd status answers): systemd may go on.
+      sdNotify('READY=1', logger);
     });
 }

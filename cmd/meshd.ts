@@ -19,13 +19,14 @@ import { netcheckCommand } from './netcheck.js';
 import { routesCommand } from './routes.js';
 import { exitNodeCommand } from './exit-node.js';
 import { clientCommand } from './client.js';
+import { serviceCommand } from './service.js';
 
 const program = new Command('meshd')
   .description('A mesh VPN daemon: libp2p discovery and an embedded userspace WireGuard engine')
   .version('0.1.0')
   .addOption(new Option('--state-dir <dir>', 'state directory (store and control socket)').env('MESHD_STATE_DIR'));
 
-for (const c of [daemonCommand(), initCommand(), inviteCommand(), invitesCommand(), joinCommand(), statusCommand(), pingCommand(), netcheckCommand(), leaveCommand(), kickCommand(), promoteCommand(), routesCommand(), exitNodeCommand(), clientCommand(), engineCommand()]) {
+for (const c of [daemonCommand(), initCommand(), inviteCommand(), invitesCommand(), joinCommand(), statusCommand(), pingCommand(), netcheckCommand(), leaveCommand(), kickCommand(), promoteCommand(), routesCommand(), exitNodeCommand(), clientCommand(), serviceCommand(), engineCommand()]) {
   program.addCommand(c);
 }
 

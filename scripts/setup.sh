@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(iproute2 iptables wireguard-go wireguard-tools iperf3 iputils-ping jq procps ca-certificates faketime zbar-tools bind9-dnsutils)
+PACKAGES=(iproute2 iptables wireguard-go wireguard-tools iperf3 iputils-ping jq procps ca-certificates faketime zbar-tools bind9-dnsutils python3 systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -3,11 +3,14 @@
 import { createConnection } from 'node:net';
 import { LineReader, MAX_RESPONSE_LINE, ResponseSchema, encodeLine } from './protocol.js';
 
-/** The socket is missing or nobody listens on it: the daemon is not running. */
+/**
+ * The socket is missing or nobody listens on it: the daemon is not running. `startWith`: the
+ * command that starts the daemon this socket belongs to (the CLI's, with its --state-dir).
+ */
 export class DaemonNotRunningError extends Error {
   readonly code = 'ENOTRUNNING';
-  constructor(readonly path: string, options?: { cause?: unknown }) {
-    super(`meshd daemon is not running (no socket at ${path}); start it with: meshd daemon  (or: systemctl start meshd)`, options);
+  constructor(readonly path: string, options?: { cause?: unknown; startWith?: string }) {
+    super(`meshd daemon is not running (no socket at ${path}); start it with: ${options?.startWith ?? 'meshd daemon  (or: systemctl start meshd)'}`, options);
     this.name = 'DaemonNotRunningError';
   }
 }

@@ -17,6 +17,7 @@ import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '..
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
+import { checkPorts } from './ports.js';
 import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
 import { checkOverlap } from '../routes/overlap.js';
 import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
@@ -262,6 +263,7 @@ export class Daemon {
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
+    await checkPorts(opts); // a taken port: one line naming its option, before anything is set up
     const store = await Store.open(opts.stateDir);
     try {
       let raw = await store.getIdentity();

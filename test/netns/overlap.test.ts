@@ -182,11 +182,12 @@ test('init on a taken libp2p port fails with one clear line and leaves nothing; 
   await lan.init();
   const a = await lan.addNode('alpha');
   const b = await lan.addNode('bravo');
-  // Our own listener holds alpha's libp2p port (4001) before alpha's daemon needs it.
+  await Promise.all(lan.nodes.map((n) => lan.start(n)));
+  // Our own listener takes alpha's libp2p port (4001) after alpha's daemon checked it at start
+  // (service.test.ts: taken then, the daemon does not start) and before alpha's libp2p needs it.
   const holder = lan.t.spawn(a.ns, process.execPath, ['-e', "require('node:net').createServer().listen(4001, '0.0.0.0', () => console.log('listening'))"]);
   await waitFor(() => holder.output().includes('listening') || !holder.alive(), 10_000, 'the port holder');
   assert.ok(holder.alive(), holder.output());
-  await Promise.all(lan.nodes.map((n) => lan.start(n)));
 
   const msg = await refused(lan, a, ['init']);
   assert.match(msg, /^meshd: TCP port 4001 is in use: another program \(another meshd daemon\?\) listens on it; stop it, or start meshd daemon with another --p2p-port$/);

@@ -1,6 +1,6 @@
 // meshd's native addon: the thin layer for what JavaScript cannot do quickly. No WireGuard logic
 // lives here: TUN I/O, batched UDP (recvmmsg/sendmmsg), batched ChaCha20-Poly1305, keyed BLAKE2s, fd readiness,
-// and ICMP echo for the daemon's latency probes.
+// ICMP echo for the daemon's latency probes, and sd_notify datagrams to the service manager.
 #include "common.h"
 #include <unistd.h>
 
@@ -17,6 +17,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   meshd::InitMac(env, exports);
   meshd::InitPoller(env, exports);
   meshd::InitIcmp(env, exports);
+  meshd::InitNotify(env, exports);
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   return exports;
 }

@@ -74,5 +74,6 @@ void InitAead(Napi::Env env, Napi::Object exports);
 void InitMac(Napi::Env env, Napi::Object exports);
 void InitPoller(Napi::Env env, Napi::Object exports);
 void InitIcmp(Napi::Env env, Napi::Object exports);
+void InitNotify(Napi::Env env, Napi::Object exports);
 
 }  // namespace meshd
