@@ -1,7 +1,8 @@
 // What every subcommand shares: where the state lives, how to reach the daemon, how to print.
 import { Command, Option } from 'commander';
 import { join } from 'node:path';
-import { call } from '../src/control/client.js';
+import { request } from '../src/control/client.js';
+import type { MethodName, Params, Result } from '../src/control/methods.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/meshd';
 
@@ -18,9 +19,9 @@ export function jsonOption(): Option {
   return new Option('--json', 'print JSON instead of text');
 }
 
-/** Calls the daemon; its errors become the command's one-line error. */
-export async function rpc<T>(cmd: Command, method: string, params?: object, timeoutMs = 30_000): Promise<T> {
-  return call<T>(controlPath(cmd), method, params, { timeoutMs });
+/** Calls the daemon (params and result typed by methods.ts); its errors become the command's one-line error. */
+export async function rpc<M extends MethodName>(cmd: Command, method: M, params: Params<M>, timeoutMs = 30_000): Promise<Result<M>> {
+  return request(controlPath(cmd), method, params, { timeoutMs });
 }
 
 export function print(cmd: Command, value: unknown, text: () => string): void {

@@ -17,6 +17,7 @@ import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '..
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
+import { checkedHandlers, type MethodHandlers } from '../control/methods.js';
 import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
 import { checkOverlap } from '../routes/overlap.js';
 import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
@@ -297,7 +298,7 @@ export class Daemon {
       }
       const network = await store.getNetwork();
       if (network) await daemon.resume(network);
-      daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), daemon.handlers(), opts.logger);
+      daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), checkedHandlers(daemon.handlers()), opts.logger);
       opts.logger.info({ peerId: daemon.peerId, name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
       return daemon;
     } catch (err) {
@@ -306,30 +307,31 @@ export class Daemon {
     }
   }
 
-  handlers(): Record<string, (params: unknown) => Promise<unknown>> {
+  /** The control methods (methods.ts checks their params first). */
+  handlers(): MethodHandlers {
     return {
       status: async () => this.status(),
-      init: async (p) => this.init(p as { network?: string; cidr?: string; allowOverlap?: boolean; domain?: string }),
-      invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
+      init: async (p) => this.init(p),
+      invite: async (p) => this.invite(p),
       invites: async () => this.invites(),
-      cancelInvite: async (p) => this.cancelInvite(p as { id: string }),
-      join: async (p) => this.join(p as { token: string; allowOverlap?: boolean }),
+      cancelInvite: async (p) => this.cancelInvite(p),
+      join: async (p) => this.join(p),
       leave: async () => this.leave(),
-      kick: async (p) => this.kick(p as { target: string }),
-      promote: async (p) => this.promote(p as { target: string }),
-      ping: async (p) => this.ping(p as { target: string; timeoutMs?: number }),
+      kick: async (p) => this.kick(p),
+      promote: async (p) => this.promote(p),
+      ping: async (p) => this.ping(p),
       netcheck: async () => this.netcheck(),
       routes: async () => this.routes(),
-      routesAdvertise: async (p) => this.routesAdvertise(p as { prefixes: string[]; snat?: boolean }),
-      routesWithdraw: async (p) => this.routesWithdraw(p as { prefixes: string[] }),
-      routesApprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, true),
-      routesUnapprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, false),
-      exitNodeUse: async (p) => this.exitNodeUse(p as { target: string; allowLan?: boolean }),
+      routesAdvertise: async (p) => this.routesAdvertise(p),
+      routesWithdraw: async (p) => this.routesWithdraw(p),
+      routesApprove: async (p) => this.routesApprove(p, true),
+      routesUnapprove: async (p) => this.routesApprove(p, false),
+      exitNodeUse: async (p) => this.exitNodeUse(p),
       exitNodeOff: async () => this.exitNodeOff(),
-      clientAdd: async (p) => this.clientAdd(p as { name: string; publicKey?: string; exitNode?: boolean }),
+      clientAdd: async (p) => this.clientAdd(p),
       clients: async () => this.clients(),
-      clientShow: async (p) => this.clientShow(p as { name: string }),
-      clientRemove: async (p) => this.clientRemove(p as { name: string }),
+      clientShow: async (p) => this.clientShow(p),
+      clientRemove: async (p) => this.clientRemove(p),
     };
   }
 
