@@ -5,7 +5,7 @@
 // one `ip route get` batch for all members (kernel.ts routesTo: the kernel's own answer, policy
 // routing included), status shows the result per member, and the log warns once per member per
 // change, not on every check.
-import type { Logger } from 'pino';
+import type { Logger } from '../util/log.js';
 import type { RouteTo } from '../routes/kernel.js';
 
 /** How often the routes to members' mesh addresses are checked. */

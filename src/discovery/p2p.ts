@@ -27,7 +27,6 @@
 // either protocol.
 //
 // Exported API:
-//   interface MeshLogger { debug, info, warn, error: (obj: object, msg?: string) => void }
 //   interface ConnectionGate { allow(peerId: string): boolean }
 //   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, gate, logger?, announce? }
 //   interface MeshServices { identify, ping };  type MeshNode = Libp2p<MeshServices>
@@ -39,7 +38,6 @@
 //   class FrameStream { bytesRead; read(signal?): Promise<unknown>; write(value, signal?);
 //                       writeMany(values, signal?); close(); abort(err) }
 //   class FrameError extends Error
-//   noopLogger: MeshLogger
 import '../util/polyfill.js';
 import { createHash } from 'node:crypto';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
@@ -56,16 +54,7 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import type { AbortOptions, PeerId, PrivateKey, Stream } from '@libp2p/interface';
 import { listenError } from './listen-error.js';
-
-/** pino-compatible: the daemon injects its pino logger; tests inject nothing. */
-export interface MeshLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-export const noopLogger: MeshLogger = { debug() {}, info() {}, warn() {}, error() {} };
+import { noopLogger, type Logger } from '../util/log.js';
 
 export interface ConnectionGate {
   /** false: refuse (and never dial) this peer. Called often; keep it cheap and synchronous. */
@@ -84,7 +73,7 @@ export interface MeshNodeOptions {
   /** Discover members on the LAN by mDNS (see the multicast route caveat above). */
   mdns?: boolean;
   gate: ConnectionGate;
-  logger?: MeshLogger;
+  logger?: Logger;
   /** Multiaddrs to advertise instead of the listen addresses (port forwards, public addresses). */
   announce?: string[];
 }
@@ -111,7 +100,7 @@ export function mdnsServiceTag(pskHex: string): string {
   return `_meshd-${h}._udp.local`;
 }
 
-function safeAllow(gate: ConnectionGate, peer: PeerId, log: MeshLogger): boolean {
+function safeAllow(gate: ConnectionGate, peer: PeerId, log: Logger): boolean {
   try {
     return gate.allow(peer.toString());
   } catch (err) {
