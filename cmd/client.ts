@@ -5,10 +5,9 @@
 import { Command } from 'commander';
 import { open, unlink } from 'node:fs/promises';
 import QRCode from 'qrcode';
+import type { ClientRow } from '../src/daemon/daemon.js';
+import type { ClientConfig } from '../src/control/methods.js';
 import { jsonOption, print, rpc } from './common.js';
-
-interface ClientRow { name: string; ip: string; host: string; hostedHere: boolean; publicKey: string; lastHandshake: number | null }
-interface ClientConfig { name: string; ip: string; config: string }
 
 /** Half-block characters: two modules a character row, one a column; refused wider than 80. */
 async function terminalQr(text: string): Promise<string> {
@@ -78,7 +77,7 @@ export function clientCommand(): Command {
     .addOption(jsonOption())
     .action(async (name: string, opts: { qr?: boolean; qrPng?: string; publicKey?: string; exitNode?: boolean }, cmd: Command) => {
       await withPng(opts.qrPng, async (png) => {
-        const r = await rpc<ClientConfig>(cmd, 'clientAdd', { name, publicKey: opts.publicKey, exitNode: opts.exitNode === true });
+        const r = await rpc(cmd, 'clientAdd', { name, publicKey: opts.publicKey, exitNode: opts.exitNode === true });
         await output(cmd, r, opts, png);
       });
     }));
@@ -87,7 +86,7 @@ export function clientCommand(): Command {
     .description('every client in the network and the member that hosts it')
     .addOption(jsonOption())
     .action(async (_opts: object, cmd: Command) => {
-      const r = await rpc<{ clients: ClientRow[] }>(cmd, 'clients');
+      const r = await rpc(cmd, 'clients', {});
       print(cmd, r, () => table(r.clients));
     }));
 
@@ -99,7 +98,7 @@ export function clientCommand(): Command {
     .addOption(jsonOption())
     .action(async (name: string, opts: { qr?: boolean; qrPng?: string }, cmd: Command) => {
       await withPng(opts.qrPng, async (png) => {
-        const r = await rpc<ClientConfig>(cmd, 'clientShow', { name });
+        const r = await rpc(cmd, 'clientShow', { name });
         await output(cmd, r, opts, png);
       });
     }));
@@ -109,7 +108,7 @@ export function clientCommand(): Command {
     .argument('<name>', 'the client\'s name or mesh address')
     .addOption(jsonOption())
     .action(async (name: string, _opts: object, cmd: Command) => {
-      const r = await rpc<{ removed: string; ip: string }>(cmd, 'clientRemove', { name });
+      const r = await rpc(cmd, 'clientRemove', { name });
       print(cmd, r, () => `removed client ${r.removed} (${r.ip})`);
     }));
   return client;

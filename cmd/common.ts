@@ -1,7 +1,8 @@
 // What every subcommand shares: where the state lives, how to reach the daemon, how to print.
 import { Command, Option } from 'commander';
 import { join } from 'node:path';
-import { call, DaemonNotRunningError } from '../src/control/client.js';
+import { DaemonNotRunningError, request } from '../src/control/client.js';
+import type { MethodName, Params, Result } from '../src/control/methods.js';
 
 export const DEFAULT_STATE_DIR = '/var/lib/meshd';
 
@@ -27,10 +28,10 @@ export function startCommand(cmd: Command): string {
   return dir === DEFAULT_STATE_DIR ? 'meshd daemon  (or: systemctl start meshd)' : `meshd --state-dir ${shellWord(dir)} daemon`;
 }
 
-/** Calls the daemon; its errors become the command's one-line error. */
-export async function rpc<T>(cmd: Command, method: string, params?: object, timeoutMs = 30_000): Promise<T> {
+/** Calls the daemon (params and result typed by methods.ts); its errors become the command's one-line error. */
+export async function rpc<M extends MethodName>(cmd: Command, method: M, params: Params<M>, timeoutMs = 30_000): Promise<Result<M>> {
   try {
-    return await call<T>(controlPath(cmd), method, params, { timeoutMs });
+    return await request(controlPath(cmd), method, params, { timeoutMs });
   } catch (err) {
     if (err instanceof DaemonNotRunningError) throw new DaemonNotRunningError(err.path, { cause: err.cause, startWith: startCommand(cmd) });
     throw err;

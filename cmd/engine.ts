@@ -38,12 +38,12 @@ export async function runEngine(ifname: string, opts: EngineCliOptions): Promise
     datapath: opts.datapath ?? datapathFromEnv(),
     timings: timingsFromEnv(),
     mtu: opts.mtu,
-    logger: log,
+    logger: log.child({ component: 'wg' }),
     onInterfaceGone: (name) => stop(`interface ${name} was deleted`, 1),
   });
   let uapi: UapiServer;
   try {
-    uapi = await UapiServer.listen(ifname, engine, { logger: log });
+    uapi = await UapiServer.listen(ifname, engine, { logger: log.child({ component: 'uapi' }) });
   } catch (err) {
     engine.close();
     throw err;

@@ -11,14 +11,14 @@ export function exitNodeCommand(): Command {
     .addOption(new Option('--no-allow-lan', 'send this machine\'s own LAN through the exit node too'))
     .addOption(jsonOption())
     .action(async (target: string, opts: { allowLan: boolean }, cmd: Command) => {
-      const r = await rpc<{ exitNode: string; allowLan: boolean }>(cmd, 'exitNodeUse', { target, allowLan: opts.allowLan });
+      const r = await rpc(cmd, 'exitNodeUse', { target, allowLan: opts.allowLan });
       print(cmd, r, () => `all traffic now leaves through ${r.exitNode}${r.allowLan ? ' (the local network stays direct)' : ''}`);
     }));
   exit.addCommand(new Command('off')
     .description('stop using the exit node: the routes as they were')
     .addOption(jsonOption())
     .action(async (_opts: object, cmd: Command) => {
-      const r = await rpc<{ was: string | null }>(cmd, 'exitNodeOff');
+      const r = await rpc(cmd, 'exitNodeOff', {});
       print(cmd, r, () => (r.was ? `no longer using ${r.was} as exit node` : 'no exit node was in use'));
     }));
   return exit;

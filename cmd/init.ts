@@ -11,7 +11,7 @@ export function initCommand(): Command {
     .option('--domain <domain>', 'DNS domain of the members\' names, the same on every member (default: <network>.internal)')
     .addOption(jsonOption())
     .action(async (opts: { network: string; cidr: string; allowOverlap?: boolean; domain?: string }, cmd: Command) => {
-      const r = await rpc<{ meshIp: string; network: string }>(cmd, 'init', {
+      const r = await rpc(cmd, 'init', {
         network: opts.network, cidr: opts.cidr, ...(opts.allowOverlap ? { allowOverlap: true } : {}), ...(opts.domain !== undefined ? { domain: opts.domain } : {}),
       });
       print(cmd, r, () => `founded network ${r.network}; this node is ${r.meshIp}`);

@@ -14,12 +14,12 @@ export function inviteCommand(): Command {
     .addOption(jsonOption())
     .action(async (opts: { ttl: string; uses: number; qr?: boolean; cancel?: string }, cmd: Command) => {
       if (opts.cancel !== undefined) {
-        const r = await rpc<{ cancelled: string }>(cmd, 'cancelInvite', { id: opts.cancel });
+        const r = await rpc(cmd, 'cancelInvite', { id: opts.cancel });
         print(cmd, r, () => `cancelled invite ${r.cancelled.slice(0, 12)}`);
         return;
       }
       if (!Number.isInteger(opts.uses) || opts.uses < 1) throw new Error('--uses must be a whole number of at least 1');
-      const r = await rpc<{ token: string; id: string; expires: number; uses: number }>(cmd, 'invite', { ttlMs: parseDuration(opts.ttl), uses: opts.uses });
+      const r = await rpc(cmd, 'invite', { ttlMs: parseDuration(opts.ttl), uses: opts.uses });
       print(cmd, r, () => r.token);
       if (!opts.qr && process.stderr.isTTY) process.stderr.write(`invite ${r.id.slice(0, 12)}: ${r.uses} use(s), until ${new Date(r.expires).toISOString()} (meshd invite --cancel ${r.id.slice(0, 12)} to cancel)\n`);
       if (opts.qr) qrcode.generate(r.token, { small: true }, (s: string) => process.stdout.write(`${s}\n`));

@@ -2,8 +2,6 @@
 import { Command } from 'commander';
 import { jsonOption, print, rpc } from './common.js';
 
-interface OpenInvite { id: string; issuer: string; expires: number; uses: number; used: number; issued: number }
-
 function until(ms: number): string {
   const left = ms - Date.now();
   if (left <= 0) return 'expired';
@@ -16,7 +14,7 @@ export function invitesCommand(): Command {
     .description('list the open invites (cancel one with meshd invite --cancel ID)')
     .addOption(jsonOption())
     .action(async (_opts: unknown, cmd: Command) => {
-      const r = await rpc<{ invites: OpenInvite[] }>(cmd, 'invites', {});
+      const r = await rpc(cmd, 'invites', {});
       print(cmd, r, () => {
         if (r.invites.length === 0) return 'no open invites';
         const rows = r.invites.map((i) => [i.id.slice(0, 12), i.issuer, `${i.used}/${i.uses}`, until(i.expires), new Date(i.issued).toISOString().slice(0, 16).replace('T', ' ')]);

@@ -9,7 +9,7 @@ export function joinCommand(): Command {
     .option('--allow-overlap', 'join even if the network\'s range overlaps a network of this machine (mesh traffic to those addresses would not be encrypted)')
     .addOption(jsonOption())
     .action(async (token: string, opts: { allowOverlap?: boolean }, cmd: Command) => {
-      const r = await rpc<{ meshIp: string; network: string; name: string }>(cmd, 'join', { token, ...(opts.allowOverlap ? { allowOverlap: true } : {}) }, 60_000);
+      const r = await rpc(cmd, 'join', { token, ...(opts.allowOverlap ? { allowOverlap: true } : {}) }, 60_000);
       print(cmd, r, () => `joined network ${r.network} as ${r.name}; this node is ${r.meshIp}`);
     });
 }

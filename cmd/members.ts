@@ -7,7 +7,7 @@ export function leaveCommand(): Command {
     .description('leave the network for good (this node\'s address is freed)')
     .addOption(jsonOption())
     .action(async (_opts: object, cmd: Command) => {
-      const r = await rpc<{ left: string }>(cmd, 'leave');
+      const r = await rpc(cmd, 'leave', {});
       print(cmd, r, () => `left network ${r.left}`);
     });
 }
@@ -18,7 +18,7 @@ export function kickCommand(): Command {
     .argument('<member>', 'the member\'s name or mesh address')
     .addOption(jsonOption())
     .action(async (target: string, _opts: object, cmd: Command) => {
-      const r = await rpc<{ kicked: string; meshIp: string }>(cmd, 'kick', { target });
+      const r = await rpc(cmd, 'kick', { target });
       print(cmd, r, () => `kicked ${r.kicked} (${r.meshIp})`);
     });
 }
@@ -29,7 +29,7 @@ export function promoteCommand(): Command {
     .argument('<member>', 'the member\'s name or mesh address')
     .addOption(jsonOption())
     .action(async (target: string, _opts: object, cmd: Command) => {
-      const r = await rpc<{ promoted: string }>(cmd, 'promote', { target });
+      const r = await rpc(cmd, 'promote', { target });
       print(cmd, r, () => `${r.promoted} is now an administrator`);
     });
 }

@@ -29,7 +29,7 @@ export function pingCommand(): Command {
       let answered = 0;
       for (let i = 0; i < n; i++) {
         const t0 = Date.now();
-        const r = await rpc<PingResult>(cmd, 'ping', { target, timeoutMs: 2000 }, 10_000);
+        const r = await rpc(cmd, 'ping', { target, timeoutMs: 2000 }, 10_000);
         process.stdout.write(`${opts.json ? JSON.stringify(r) : describe(r)}\n`);
         if (r.rttMs !== null) answered++;
         if (opts.untilDirect && r.rttMs !== null && r.path === 'direct') return;

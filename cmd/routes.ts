@@ -2,9 +2,8 @@
 // behind it); nothing is used until an administrator approves it for that member; then every
 // member routes the prefix through it.
 import { Command, Option } from 'commander';
+import type { RouteRow } from '../src/daemon/subnet-routes.js';
 import { jsonOption, print, rpc } from './common.js';
-
-interface RouteRow { member: string; meshIp: string; prefix: string; approved: boolean; inUse: boolean; exitNode: boolean }
 
 function table(rows: RouteRow[]): string {
   if (rows.length === 0) return 'no member advertises a route (meshd routes advertise CIDR on the member that can route it)';
@@ -19,7 +18,7 @@ export function routesCommand(): Command {
     .description('subnet routes: list them, advertise or withdraw this node\'s, approve members\' (administrators)')
     .addOption(jsonOption())
     .action(async (_opts: object, cmd: Command) => {
-      const r = await rpc<{ routes: RouteRow[] }>(cmd, 'routes');
+      const r = await rpc(cmd, 'routes', {});
       print(cmd, r, () => table(r.routes));
     });
 
@@ -29,7 +28,7 @@ export function routesCommand(): Command {
     .addOption(new Option('--no-snat', 'keep mesh source addresses (the LAN then needs a route back to the mesh)'))
     .addOption(jsonOption())
     .action(async (prefixes: string[], opts: { snat: boolean }, cmd: Command) => {
-      const r = await rpc<{ advertised: string[]; approved: string[]; pending: string[] }>(cmd, 'routesAdvertise', { prefixes, snat: opts.snat });
+      const r = await rpc(cmd, 'routesAdvertise', { prefixes, snat: opts.snat });
       print(cmd, r, () => [
         `advertising ${r.advertised.join(', ')}`,
         ...(r.pending.length ? [`waiting for an administrator: meshd routes approve <this node> ${r.pending.join(' ')}`] : []),
@@ -41,7 +40,7 @@ export function routesCommand(): Command {
     .argument('<cidr...>', 'prefixes this node advertises')
     .addOption(jsonOption())
     .action(async (prefixes: string[], _opts: object, cmd: Command) => {
-      const r = await rpc<{ withdrawn: string[] }>(cmd, 'routesWithdraw', { prefixes });
+      const r = await rpc(cmd, 'routesWithdraw', { prefixes });
       print(cmd, r, () => `withdrew ${r.withdrawn.join(', ')}`);
     }));
 
@@ -54,7 +53,7 @@ export function routesCommand(): Command {
       .argument('<cidr...>', 'prefixes')
       .addOption(jsonOption())
       .action(async (target: string, prefixes: string[], _opts: object, cmd: Command) => {
-        const r = await rpc<{ member: string; approved: string[] }>(cmd, method, { target, prefixes });
+        const r = await rpc(cmd, method, { target, prefixes });
         print(cmd, r, () => `${prefixes.join(', ')} ${verb} for ${r.member}${r.approved.length ? ` (approved: ${r.approved.join(', ')})` : ''}`);
       }));
   }

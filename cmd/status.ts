@@ -48,7 +48,7 @@ export function statusCommand(): Command {
     .description('this node and every member: address, endpoint, path, handshake, traffic, latency')
     .addOption(jsonOption())
     .action(async (_opts: object, cmd: Command) => {
-      const s = await rpc<Status>(cmd, 'status');
+      const s = await rpc(cmd, 'status', {});
       print(cmd, s, () => render(s));
     });
 }

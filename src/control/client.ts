@@ -1,7 +1,9 @@
 // The command line's end of the control socket (see protocol.ts): one connection per call, one
-// request, the matching response, hang up. Errors are one line a person can act on.
+// request, the matching response, hang up. Errors are one line a person can act on. request()
+// is call() typed by the method table (methods.ts), its params checked before they are sent.
 import { createConnection } from 'node:net';
-import { LineReader, MAX_RESPONSE_LINE, ResponseSchema, encodeLine } from './protocol.js';
+import { ErrorCodes, LineReader, MAX_RESPONSE_LINE, ResponseSchema, encodeLine } from './protocol.js';
+import { checkParams, methods, type MethodName, type Params, type Result } from './methods.js';
 
 /**
  * The socket is missing or nobody listens on it: the daemon is not running. `startWith`: the
@@ -53,6 +55,16 @@ export async function call<T = unknown>(path: string, method: string, params?: o
       await new Promise((r) => setTimeout(r, pause));
     }
   }
+}
+
+/**
+ * Calls one of the daemon's methods (methods.ts): params and result typed by its schema, and
+ * params that do not fit it fail here (EINVAL), as the daemon would refuse them.
+ */
+export async function request<M extends MethodName>(path: string, method: M, params: Params<M>, opts: CallOptions = {}): Promise<Result<M>> {
+  const checked = checkParams(method, methods[method], params);
+  if (!checked.ok) throw new ControlError(ErrorCodes.PARAMS, checked.message);
+  return call<Result<M>>(path, method, params, opts);
 }
 
 function attempt<T>(path: string, method: string, params: object | undefined, timeoutMs: number): Promise<T> {

@@ -44,6 +44,8 @@ export const ErrorCodes = {
   LINE: 'EPROTO_LINE',
   /** No handler for the method. */
   UNKNOWN: 'EUNKNOWN',
+  /** The params do not fit the method's schema (methods.ts): the message names the field. */
+  PARAMS: 'EINVAL',
   /** A handler failed without giving a code, or its result is not JSON. */
   INTERNAL: 'EINTERNAL',
   /** The server is at its connection or buffer limit: this connection is closed (see limits.ts). */

@@ -1,12 +1,14 @@
 // The daemon's end of the control socket (see protocol.ts). Every failure a client can cause —
-// bad JSON, an unknown method, a handler that throws, a line that never ends — becomes an error
-// reply to that client; none of them can take the daemon down, nor its memory (limits.ts).
+// bad JSON, an unknown method, params of the wrong shape, a handler that throws, a line that never
+// ends — becomes an error reply to that client; none of them can take the daemon down, nor its
+// memory (limits.ts). A handler given with a schema (methods.ts) only ever sees params that pass it.
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { chmod, lstat, unlink } from 'node:fs/promises';
 import type { Logger } from '../util/log.js';
 import { ErrorCodes, RequestSchema, encodeLine, type Response } from './protocol.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { HANG_UP_GRACE_MS, defaultLimits, type ControlLimits } from './limits.js';
+import { checkParams, type CheckedHandler } from './methods.js';
 
 export type Handler = (params: unknown) => Promise<unknown>;
 
@@ -38,7 +40,7 @@ export class ControlServer implements ConnectionOwner {
     private readonly server: Server,
     readonly path: string,
     private readonly ino: number,
-    private readonly handlers: Readonly<Record<string, Handler>>,
+    private readonly handlers: Readonly<Record<string, Handler | CheckedHandler>>,
     private readonly log: Logger | undefined,
     readonly limits: ControlLimits,
   ) {
@@ -59,7 +61,7 @@ export class ControlServer implements ConnectionOwner {
    * Keep the socket in a private (0700) directory: the chmod follows the bind, and the directory
    * is what closes that window.
    */
-  static async listen(path: string, handlers: Record<string, Handler>, logger?: Logger, limits: Partial<ControlLimits> = {}): Promise<ControlServer> {
+  static async listen(path: string, handlers: Record<string, Handler | CheckedHandler>, logger?: Logger, limits: Partial<ControlLimits> = {}): Promise<ControlServer> {
     await clearStale(path, logger);
     const server = createServer({ allowHalfOpen: false, pauseOnConnect: false });
     await new Promise<void>((resolve, reject) => {
@@ -179,13 +181,20 @@ export class ControlServer implements ConnectionOwner {
     }
     const { id, method, params } = parsed.data;
     // Own properties only: 'toString' or '__proto__' must not reach Object.prototype.
-    const handler = Object.hasOwn(this.handlers, method) ? this.handlers[method] : undefined;
+    const entry = Object.hasOwn(this.handlers, method) ? this.handlers[method] : undefined;
+    const handler = typeof entry === 'function' ? entry : entry?.run;
     if (typeof handler !== 'function') {
       return { id, ok: false, error: { code: ErrorCodes.UNKNOWN, message: `unknown method ${JSON.stringify(method)}` } };
     }
+    // Handlers always get an object, so `p.field` on a call without params is undefined, not a TypeError.
+    let input: unknown = params ?? {};
+    if (typeof entry === 'object') {
+      const checked = checkParams(method, entry.params, input);
+      if (!checked.ok) return { id, ok: false, error: { code: ErrorCodes.PARAMS, message: clip(checked.message) } };
+      input = checked.params;
+    }
     try {
-      // Handlers always get an object, so `p.field` on a call without params is undefined, not a TypeError.
-      const result = await handler(params ?? {});
+      const result = await handler(input);
       const res: Response = { id, ok: true, result: result === undefined ? null : result };
       JSON.stringify(res); // a result that cannot be sent (cycle, BigInt) is the handler's error
       return res;

@@ -8,7 +8,7 @@ import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@
 import { peerIdFromPrivateKey } from '@libp2p/peer-id';
 import type { PrivateKey } from '@libp2p/interface';
 import type { Libp2p } from 'libp2p';
-import type { Logger } from 'pino';
+import type { Logger } from '../util/log.js';
 import { Engine, type Datapath } from '../wg/engine.js';
 import { UapiServer } from '../wg/uapi-server.js';
 import { ConfigError, type Configurable, type DeviceSet } from '../wg/config.js';
@@ -18,6 +18,7 @@ import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
 import { checkPorts } from './ports.js';
+import { checkedHandlers, type MethodHandlers } from '../control/methods.js';
 import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
 import { checkOverlap } from '../routes/overlap.js';
 import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
@@ -264,7 +265,7 @@ export class Daemon {
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     await checkPorts(opts); // a taken port: one line naming its option, before anything is set up
-    const store = await Store.open(opts.stateDir);
+    const store = await Store.open(opts.stateDir, { logger: opts.logger.child({ component: 'store' }) });
     try {
       let raw = await store.getIdentity();
       if (!raw) {
@@ -279,7 +280,7 @@ export class Daemon {
       }
       // The path layer sits beneath the device on its UDP socket (STUN now; relays next).
       let device: Engine['device'] | null = null;
-      const paths = new Paths({ logger: opts.logger, relay: opts.relay ?? true, endpointOf: (hex) => device?.peers.get(hex)?.endpoint ?? null });
+      const paths = new Paths({ logger: opts.logger.child({ component: 'paths' }), relay: opts.relay ?? true, endpointOf: (hex) => device?.peers.get(hex)?.endpoint ?? null });
       const bind = paths.bindFactory(udpBindFactory(opts.datapath === 'native' ? 'native' : 'dgram'));
       // Initiation timestamps only go up, across clock jumps and restarts (tai64n.ts): the floor
       // a restart begins above lives in the store.
@@ -288,18 +289,18 @@ export class Daemon {
         floor: typeof floor === 'string' ? Buffer.from(floor, 'base64') : null,
         reserve: (f) => void store.setSettings({ tai64nFloor: f.toString('base64') }).catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot store the handshake timestamp floor')),
       });
-      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger, onInterfaceGone: opts.onInterfaceGone, bind, stamps });
+      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger.child({ component: 'wg' }), onInterfaceGone: opts.onInterfaceGone, bind, stamps });
       device = engine.device;
       paths.setIdentity(Buffer.from(wgKey));
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
-      const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger });
+      const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger.child({ component: 'uapi' }) });
       const name = sanitizeName(opts.name ?? hostname());
       const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name);
       const routes = (await store.getSettings<{ advertisedRoutes: AdvertisedRoute[] }>()).advertisedRoutes;
       daemon.advertisedRoutes = Array.isArray(routes) ? routes.filter((r) => typeof r?.prefix === 'string').map((r) => ({ prefix: r.prefix, snat: r.snat !== false })) : [];
       const exit = (await store.getSettings<{ exitNode: { peerId: string; allowLan: boolean } | null }>()).exitNode;
       daemon.exitNode = exit && typeof exit.peerId === 'string' ? { peerId: exit.peerId, allowLan: exit.allowLan !== false } : null;
-      daemon.exitRouting = new ExitRouting({ ifname: opts.ifname, logger: opts.logger });
+      daemon.exitRouting = new ExitRouting({ ifname: opts.ifname, logger: opts.logger.child({ component: 'exit-node' }) });
       try {
         daemon.prober = TunnelProber.open();
       } catch (err) {
@@ -307,7 +308,7 @@ export class Daemon {
       }
       const network = await store.getNetwork();
       if (network) await daemon.resume(network);
-      daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), daemon.handlers(), opts.logger);
+      daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), checkedHandlers(daemon.handlers()), opts.logger.child({ component: 'control' }));
       opts.logger.info({ peerId: daemon.peerId, node: name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
       return daemon;
     } catch (err) {
@@ -316,33 +317,34 @@ export class Daemon {
     }
   }
 
-  handlers(): Record<string, (params: unknown) => Promise<unknown>> {
+  /** The control methods (methods.ts checks their params first). */
+  handlers(): MethodHandlers {
     return {
       status: async () => {
         await this.freshLatency();
         return this.status();
       },
-      init: async (p) => this.init(p as { network?: string; cidr?: string; allowOverlap?: boolean; domain?: string }),
-      invite: async (p) => this.invite(p as { ttlMs?: number; uses?: number }),
+      init: async (p) => this.init(p),
+      invite: async (p) => this.invite(p),
       invites: async () => this.invites(),
-      cancelInvite: async (p) => this.cancelInvite(p as { id: string }),
-      join: async (p) => this.join(p as { token: string; allowOverlap?: boolean }),
+      cancelInvite: async (p) => this.cancelInvite(p),
+      join: async (p) => this.join(p),
       leave: async () => this.leave(),
-      kick: async (p) => this.kick(p as { target: string }),
-      promote: async (p) => this.promote(p as { target: string }),
-      ping: async (p) => this.ping(p as { target: string; timeoutMs?: number }),
+      kick: async (p) => this.kick(p),
+      promote: async (p) => this.promote(p),
+      ping: async (p) => this.ping(p),
       netcheck: async () => this.netcheck(),
       routes: async () => this.routes(),
-      routesAdvertise: async (p) => this.routesAdvertise(p as { prefixes: string[]; snat?: boolean }),
-      routesWithdraw: async (p) => this.routesWithdraw(p as { prefixes: string[] }),
-      routesApprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, true),
-      routesUnapprove: async (p) => this.routesApprove(p as { target: string; prefixes: string[] }, false),
-      exitNodeUse: async (p) => this.exitNodeUse(p as { target: string; allowLan?: boolean }),
+      routesAdvertise: async (p) => this.routesAdvertise(p),
+      routesWithdraw: async (p) => this.routesWithdraw(p),
+      routesApprove: async (p) => this.routesApprove(p, true),
+      routesUnapprove: async (p) => this.routesApprove(p, false),
+      exitNodeUse: async (p) => this.exitNodeUse(p),
       exitNodeOff: async () => this.exitNodeOff(),
-      clientAdd: async (p) => this.clientAdd(p as { name: string; publicKey?: string; exitNode?: boolean }),
+      clientAdd: async (p) => this.clientAdd(p),
       clients: async () => this.clients(),
-      clientShow: async (p) => this.clientShow(p as { name: string }),
-      clientRemove: async (p) => this.clientRemove(p as { name: string }),
+      clientShow: async (p) => this.clientShow(p),
+      clientRemove: async (p) => this.clientRemove(p),
     };
   }
 
@@ -937,7 +939,7 @@ export class Daemon {
       // Found on the LAN: worth a dial only if it is a member the sync is failing to reach.
       mdnsWanted: (peerId) => this.ledger?.isMember(peerId) === true && (this.sync?.missing(peerId) ?? true),
       gate: { allow: (peerId: string) => !(this.ledger?.revoked(peerId) ?? false) },
-      logger: this.log,
+      logger: this.log.child({ component: 'p2p' }),
     });
   }
 
@@ -964,7 +966,7 @@ export class Daemon {
       // at once when its tunnel answers again, not when its dial backoff runs out (sync.ts).
       if (this.prober) this.prober.onAlive = (peerId) => void this.sync?.wake(peerId, 'its tunnel answers');
       this.subnets = new SubnetRoutes({
-        ifname: this.opts.ifname, meshCidr: network.cidr, self: this.peerId, logger: this.log, prober: this.prober,
+        ifname: this.opts.ifname, meshCidr: network.cidr, self: this.peerId, logger: this.log.child({ component: 'routes' }), prober: this.prober,
         onChange: () => this.inBackground('moving a subnet route', this.onLedgerChange()),
       });
       this.names = this.createNameServer(network);
@@ -974,18 +976,18 @@ export class Daemon {
       if (this.network !== network) return; // the ledger says we are not a member: forgotten
       await this.ensureMulticast();
       const lan = (this.node as MeshNode).services.lan;
-      this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log, throughMesh: true, discover: () => void lan?.query() });
+      this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log.child({ component: 'sync' }), throughMesh: true, discover: () => void lan?.query() });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
-      serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log });
+      serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log.child({ component: 'join' }) });
       ledger.onChange(() => this.inBackground('applying a ledger change', this.onLedgerChange()));
       this.relayService = await serveRelay(this.node, {
         enabled: () => this.paths.relay,
         member: (peerId) => this.wgKeyOf(peerId),
         reaches: (peerId) => this.reachesDirectly(peerId) || this.paths.hasStream(this.wgKeyOf(peerId)?.toString('hex') ?? ''),
         allow: (a, b, ttlMs) => this.paths.allocations.allow(idNumber(a, 0), idNumber(b, 0), ttlMs),
-      }, this.log);
-      this.streamService = await serveStreamLinks(this.node, this.streamHost(), this.log);
+      }, this.log.child({ component: 'relay' }));
+      this.streamService = await serveStreamLinks(this.node, this.streamHost(), this.log.child({ component: 'stream-link' }));
       this.timers.push(setInterval(() => {
         this.finder?.tick();
         this.paths.allocations.prune();
@@ -1019,7 +1021,7 @@ export class Daemon {
       domain: () => networkDomain(network),
       names: () => this.memberNames(),
       allow: meshSources(network.cidr),
-      logger: this.log,
+      logger: this.log.child({ component: 'dns' }),
     });
   }
 
@@ -1041,7 +1043,7 @@ export class Daemon {
       ifname: this.opts.ifname,
       members: () => (this.ledger?.members() ?? []).filter((m) => m.peerId !== this.peerId).map((m) => ({ peerId: m.peerId, name: m.name, meshIp: m.meshIp })),
       lookup: routesTo,
-      logger: this.log,
+      logger: this.log.child({ component: 'leaks' }),
     });
   }
 
@@ -1087,7 +1089,7 @@ export class Daemon {
     if (this.names) {
       await this.names.close();
       this.names = null;
-      await revertResolved(this.opts.ifname, this.log);
+      await revertResolved(this.opts.ifname, this.log.child({ component: 'dns' }));
     }
     await this.stopExit().catch((err: Error) => this.log.warn({ err: err.message }, 'cannot remove the exit node routes'));
     this.paths.onProbe = null;
@@ -1281,7 +1283,7 @@ export class Daemon {
     if (blocked !== this.udpBlocked) {
       this.udpBlocked = blocked;
       if (blocked) this.log.warn({ asked: report.asked.map((a) => a.to) }, 'no STUN answer from anyone asked: UDP looks blocked; WireGuard goes over libp2p (TCP) through members');
-      else this.log.info('UDP works again');
+      else this.log.info({}, 'UDP works again');
       this.finder?.reevaluateAll(blocked ? 'UDP is blocked' : 'UDP works again');
     }
     return report;
@@ -1407,11 +1409,11 @@ export class Daemon {
         if (!this.node || !key) throw new Error('not a member');
         if (this.paths.hasStream(key.toString('hex'))) return;
         await this.sync?.connect(peerId);
-        await openStreamLink(this.node, peerId, this.streamHost(), this.log);
+        await openStreamLink(this.node, peerId, this.streamHost(), this.log.child({ component: 'stream-link' }));
       },
       hasStream: (hex) => this.paths.hasStream(hex),
       rank: endpointRank(localAddresses(this.opts.ifname)),
-      logger: this.log,
+      logger: this.log.child({ component: 'pathfinder' }),
     });
   }
 
@@ -1442,7 +1444,7 @@ export class Daemon {
       if (this.names) {
         await this.names.listen(ip);
         // Not bound (port 53 taken): resolved would send the domain to whoever holds it.
-        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log).then(() => {}));
+        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log.child({ component: 'dns' })).then(() => {}));
       }
     }
     // Subnet routes first: which member holds which prefix goes into the peers below.

@@ -6,7 +6,7 @@
 // included) whenever the routing table changes (route-monitor.ts) or members come and go, and
 // every LEAK_CHECK_MS as a backstop; status shows the result per member, and the log warns once
 // per member per change, not on every check.
-import type { Logger } from 'pino';
+import type { Logger } from '../util/log.js';
 import type { RouteTo } from '../routes/kernel.js';
 
 /** How often the routes to members' mesh addresses are checked besides on changes (a backstop). */

@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DropCounters } from '../wg/device.js';
 import type { HostPort } from '../discovery/addresses.js';
-import type { MeshLogger } from '../discovery/p2p.js';
+import type { Logger } from '../util/log.js';
 
 /** One member as `meshd status` shows it: what the per-peer metrics need. */
 export interface PeerSample {
@@ -168,10 +168,10 @@ function listenError(err: NodeJS.ErrnoException, where: string): Error {
 export class Metrics {
   private registry: Registry | null = null;
 
-  private constructor(private readonly server: Server, private readonly logger?: MeshLogger) {}
+  private constructor(private readonly server: Server, private readonly logger?: Logger) {}
 
   /** Listens on `listen`; scrapes get 503 until serve(). Rejects with one line when it cannot. */
-  static async start(opts: { listen: HostPort; logger?: MeshLogger }): Promise<Metrics> {
+  static async start(opts: { listen: HostPort; logger?: Logger }): Promise<Metrics> {
     const server = createServer();
     const metrics = new Metrics(server, opts.logger);
     server.on('request', (req, res) => void metrics.answer(req.method ?? '', req.url ?? '', res));

@@ -34,7 +34,7 @@ import { readFile, readlink, access } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as dns from 'dns-packet';
-import type { Logger } from 'pino';
+import type { Logger } from '../util/log.js';
 import { domainError, ipToInt, meshRange } from '../discovery/records.js';
 
 const run = promisify(execFile);

@@ -30,7 +30,7 @@
 // (stream-link.ts): to the member itself when we hold a libp2p connection to it, else through a
 // member we are connected to.
 import { formatEndpoint, type Endpoint } from '../wg/endpoint.js';
-import type { MeshLogger } from '../discovery/p2p.js';
+import type { Logger } from '../util/log.js';
 
 export interface PathPeer {
   hex: string;
@@ -64,7 +64,7 @@ export interface PathFinderDeps {
   openStream(peerId: string): Promise<void>;
   hasStream(hex: string): boolean;
   rank(e: Endpoint): number;
-  logger: MeshLogger;
+  logger: Logger;
   now?: () => number;
 }
 

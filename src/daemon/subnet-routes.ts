@@ -15,7 +15,7 @@ import { addRoute, delRoute } from '../routes/kernel.js';
 import { Forwarding, type ForwardedRoute } from '../routes/forwarding.js';
 import { chooseHolders, contested, isDefaultRoute, overlaps, type RouteOffer } from '../routes/subnets.js';
 import type { Member } from '../discovery/ledger.js';
-import type { Logger } from 'pino';
+import type { Logger } from '../util/log.js';
 
 /** A holder that has not answered a probe this long has gone away. */
 export const LIVENESS_MS = 3_500;

@@ -70,9 +70,10 @@ import { inviteProof, verifyInviteProof, type Invite } from './invite.js';
 import type { Ledger } from './ledger.js';
 import type { Signer } from './signer.js';
 import { ledgerDelta } from './sync.js';
-import { FrameError, FrameStream, dialOrder, noopLogger, peerOf, type MeshLogger } from './p2p.js';
+import { FrameError, FrameStream, dialOrder, peerOf } from './p2p.js';
 import { DialFailedError, dialFirst } from './dialer.js';
 import { hostPortOf } from './addresses.js';
+import { noopLogger, type Logger } from '../util/log.js';
 
 export const JOIN_PROTOCOL = '/meshd/join/2';
 
@@ -204,7 +205,7 @@ export interface ServeJoinOptions {
   /** How long to wait for a competing admission before answering; default 500 ms. */
   settleMs?: number;
   now?: () => number;
-  logger?: MeshLogger;
+  logger?: Logger;
   /** Called with each admission this member signs, before it is published (the daemon persists it). */
   onAdmit?: (env: SignedEnvelope) => Promise<void> | void;
   /** How long a joiner may take to send its request; default 10 s. */
@@ -400,7 +401,7 @@ function parseRequest(value: unknown, joiner: string, ledger: Ledger): JoinReque
   return { invite: invite as SignedEnvelope<InviteBody>, inviteId, proof: req.proof, record: record as SignedEnvelope<RecordBody> };
 }
 
-function safeAdd(ledger: Ledger, env: SignedEnvelope, log: MeshLogger): void {
+function safeAdd(ledger: Ledger, env: SignedEnvelope, log: Logger): void {
   try {
     ledger.add(env);
   } catch (err) {

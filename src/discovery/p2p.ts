@@ -31,7 +31,6 @@
 // either protocol.
 //
 // Exported API:
-//   interface MeshLogger { debug, info, warn, error: (obj: object, msg?: string) => void }
 //   interface ConnectionGate { allow(peerId: string): boolean }
 //   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, mdnsWanted?, gate, logger?, announce? }
 //   interface MeshServices { identify, ping, lan? };  type MeshNode = Libp2p<MeshServices>
@@ -43,7 +42,6 @@
 //   class FrameStream { bytesRead; read(signal?): Promise<unknown>; write(value, signal?);
 //                       writeMany(values, signal?); close(); abort(err) }
 //   class FrameError extends Error
-//   noopLogger: MeshLogger
 import '../util/polyfill.js';
 import { createHash } from 'node:crypto';
 import { createLibp2p, type Libp2p, type Libp2pOptions } from 'libp2p';
@@ -60,16 +58,7 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils';
 import { multiaddr } from '@multiformats/multiaddr';
 import type { AbortOptions, PeerId, PrivateKey, Stream } from '@libp2p/interface';
 import { listenError } from './listen-error.js';
-
-/** pino-compatible: the daemon injects its pino logger; tests inject nothing. */
-export interface MeshLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
-export const noopLogger: MeshLogger = { debug() {}, info() {}, warn() {}, error() {} };
+import { noopLogger, type Logger } from '../util/log.js';
 
 export interface ConnectionGate {
   /** false: refuse (and never dial) this peer. Called often; keep it cheap and synchronous. */
@@ -90,7 +79,7 @@ export interface MeshNodeOptions {
   /** Whether a peer mDNS found is dialled (default: every peer the gate allows). */
   mdnsWanted?: (peerId: string) => boolean;
   gate: ConnectionGate;
-  logger?: MeshLogger;
+  logger?: Logger;
   /** Multiaddrs to advertise instead of the listen addresses (port forwards, public addresses). */
   announce?: string[];
 }
@@ -122,7 +111,7 @@ export function mdnsServiceTag(pskHex: string): string {
   return `_meshd-${h}._udp.local`;
 }
 
-function safeAllow(gate: ConnectionGate, peer: PeerId, log: MeshLogger): boolean {
+function safeAllow(gate: ConnectionGate, peer: PeerId, log: Logger): boolean {
   try {
     return gate.allow(peer.toString());
   } catch (err) {

@@ -56,7 +56,7 @@ import { messageType } from '../wg/messages.js';
 import { ID_BYTES, PONG_MAGIC, PROBE_BYTES, PROBE_MAGIC, checkProbe, pairKey, writeProbe } from './probe.js';
 import { Allocations, RELAY_HEADER, RELAY_MAGIC, idNumber } from './relay.js';
 import { BINDING_REQUEST, BINDING_SUCCESS, STUN_MAGIC, TXID_BYTES, isStun, parseStun, writeBindingRequest, writeBindingSuccess } from './stun.js';
-import { noopLogger, type MeshLogger } from './p2p.js';
+import { noopLogger, type Logger } from '../util/log.js';
 
 export interface PathStats {
   stunRequests: number;
@@ -111,7 +111,7 @@ interface Pending {
 }
 
 export interface PathsOptions {
-  logger?: MeshLogger;
+  logger?: Logger;
   /** STUN answers per second, and the burst (default 50). */
   stunRate?: number;
   now?: () => number;
@@ -151,7 +151,7 @@ export class Paths {
   private readonly streams = new Map<string, { write(frame: Uint8Array): void }>();
   /** One datagram from a stream, on its way to the device. */
   private readonly fromStream = new PacketBatch(1);
-  private readonly log: MeshLogger;
+  private readonly log: Logger;
   private readonly now: () => number;
   private readonly stunRate: number;
   private tokens: number;

@@ -18,8 +18,9 @@
 import type { Libp2p } from 'libp2p';
 import type { Connection, Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
-import { FrameStream, noopLogger, type MeshLogger } from './p2p.js';
+import { FrameStream } from './p2p.js';
 import { ALLOCATION_MS } from './relay.js';
+import { noopLogger, type Logger } from '../util/log.js';
 
 export const RELAY_PROTOCOL = '/meshd/relay/1';
 const MAX_FRAME = 1024;
@@ -33,7 +34,7 @@ export interface RelayPolicy {
   allow(askerKey: Buffer, toKey: Buffer, ttlMs: number): void;
 }
 
-export async function serveRelay(node: Libp2p, policy: RelayPolicy, logger: MeshLogger = noopLogger): Promise<{ close(): Promise<void> }> {
+export async function serveRelay(node: Libp2p, policy: RelayPolicy, logger: Logger = noopLogger): Promise<{ close(): Promise<void> }> {
   const answer = (asker: string, req: unknown): { ok: true; ttlMs: number } | { ok: false; error: string } => {
     if (!policy.enabled()) return { ok: false, error: 'this member does not relay (--no-relay)' };
     const to = req !== null && typeof req === 'object' && typeof (req as { to?: unknown }).to === 'string' ? (req as { to: string }).to : null;

@@ -19,7 +19,7 @@ import type { Libp2p } from 'libp2p';
 import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
-import { noopLogger, type MeshLogger } from './p2p.js';
+import { noopLogger, type Logger } from '../util/log.js';
 
 export const WG_STREAM_PROTOCOL = '/meshd/wg-stream/1';
 const MAX_FRAME = 2048;
@@ -37,7 +37,7 @@ export class StreamLink {
   private queued = 0;
   closed = false;
 
-  constructor(private readonly stream: Stream, private readonly hex: string, private readonly host: StreamLinkHost, private readonly log: MeshLogger) {
+  constructor(private readonly stream: Stream, private readonly hex: string, private readonly host: StreamLinkHost, private readonly log: Logger) {
     this.lp = lpStream(stream, { maxDataLength: MAX_FRAME });
     host.attach(hex, this);
     void this.readLoop();
@@ -70,7 +70,7 @@ export class StreamLink {
   }
 }
 
-export async function serveStreamLinks(node: Libp2p, host: StreamLinkHost, logger: MeshLogger = noopLogger): Promise<{ close(): Promise<void> }> {
+export async function serveStreamLinks(node: Libp2p, host: StreamLinkHost, logger: Logger = noopLogger): Promise<{ close(): Promise<void> }> {
   await node.handle(WG_STREAM_PROTOCOL, (stream, conn) => {
     const hex = host.member(conn.remotePeer.toString());
     if (hex === null) {
@@ -82,7 +82,7 @@ export async function serveStreamLinks(node: Libp2p, host: StreamLinkHost, logge
   return { close: () => node.unhandle(WG_STREAM_PROTOCOL).catch(() => {}) };
 }
 
-export async function openStreamLink(node: Libp2p, peerId: string, host: StreamLinkHost, logger: MeshLogger = noopLogger): Promise<StreamLink> {
+export async function openStreamLink(node: Libp2p, peerId: string, host: StreamLinkHost, logger: Logger = noopLogger): Promise<StreamLink> {
   const hex = host.member(peerId);
   if (hex === null) throw new Error('not a member');
   const stream = await node.dialProtocol(peerIdFromString(peerId), WG_STREAM_PROTOCOL, { signal: AbortSignal.timeout(5_000) });

@@ -103,13 +103,14 @@ import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { eventId, type SignedEnvelope } from './signed.js';
 import { dialFirst } from './dialer.js';
 import type { Ledger } from './ledger.js';
-import { FrameError, FrameStream, isLoopbackAddr, noopLogger, peerOf, type ConnectionGate, type MeshLogger } from './p2p.js';
+import { FrameError, FrameStream, isLoopbackAddr, peerOf, type ConnectionGate } from './p2p.js';
+import { noopLogger, type Logger } from '../util/log.js';
 
 export const pushProtocol = (networkId: string): string => `/meshd/${networkId}/push/2`;
 export const syncProtocol = (networkId: string): string => `/meshd/${networkId}/sync/2`;
 
 export interface LedgerSyncOptions {
-  logger?: MeshLogger;
+  logger?: Logger;
   /** Extra hang-up rule (the node's gate). Revoked peers are hung up on regardless. */
   gate?: ConnectionGate;
   /** Largest frame of the sync and push protocols; default 1 MiB. */
@@ -228,7 +229,7 @@ export class LedgerSync {
   readonly pushProtocol: string;
   readonly #node: Libp2p;
   readonly #ledger: Ledger;
-  readonly #log: MeshLogger;
+  readonly #log: Logger;
   readonly #gate: ConnectionGate | undefined;
   readonly #maxFrameBytes: number;
   readonly #maxSyncBytes: number;

@@ -21,16 +21,12 @@
 //   exit.off(): Promise<void>
 //   exit.active: boolean
 import { KernelError, runIp } from './kernel.js';
+import type { Logger } from '../util/log.js';
 
 export const EXIT_TABLE = 0x6d6573; // "mes": a table and fwmark of meshd's own
 const PREF_KEEP = 5200;
 const PREF_LAN = 5210;
 const PREF_EXIT = 5220;
-
-interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
 
 export class ExitRouting {
   private kept = new Set<string>();

@@ -13,16 +13,12 @@
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { KernelError } from './kernel.js';
+import type { Logger } from '../util/log.js';
 
 export interface ForwardedRoute {
   prefix: string;
   /** Masquerade mesh sources toward this prefix (default on: the LAN needs no route back). */
   snat: boolean;
-}
-
-interface Logger {
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
 }
 
 const SYSCTL = { 4: '/proc/sys/net/ipv4/ip_forward', 6: '/proc/sys/net/ipv6/conf/all/forwarding' } as const;

@@ -31,6 +31,7 @@ import { Peer } from './peer.js';
 import {
   NEW_HANDSHAKE, PERSISTENT_KEEPALIVE, RETRANSMIT_HANDSHAKE, SEND_KEEPALIVE, ZERO_KEY_MATERIAL,
 } from './timers.js';
+import { noopLogger, type Logger } from '../util/log.js';
 
 export interface DeviceOutput {
   /** Datagrams to send: every slot with length > 0, to its addr/port. */
@@ -50,12 +51,6 @@ export const systemClock: Clock = {
   wall: () => Date.now(),
 };
 
-export interface Logger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-}
-const silent: Logger = { debug() {}, info() {}, warn() {} };
 
 export interface DeviceOptions {
   cipher: BatchCipher;
@@ -142,7 +137,7 @@ export class Device implements Configurable {
     this.stamps = opts.stamps ?? new MonotonicStamps();
     this.timings = opts.timings ?? PROTOCOL_TIMINGS;
     this.mtu = opts.mtu ?? DEFAULT_MTU;
-    this.log = opts.logger ?? silent;
+    this.log = opts.logger ?? noopLogger;
     this.guard = new HandshakeGuard({
       threshold: opts.underLoadThreshold,
       cookieRepliesPerSecond: opts.cookieRepliesPerSecond,

@@ -8,7 +8,8 @@ import { udpBindFactory, type Bind, type BindFactory } from './bind.js';
 import { createCipher } from './cipher.js';
 import { ConfigError, EADDRINUSE, EINVAL, EOPNOTSUPP, type Configurable, type DeviceSet, type DeviceSnapshot } from './config.js';
 import { DEFAULT_MTU, PROTOCOL_TIMINGS, TEST_TIMINGS, type Timings } from './constants.js';
-import { Device, type Logger } from './device.js';
+import { Device } from './device.js';
+import type { Logger } from '../util/log.js';
 import { openTun, type Tun } from './tun.js';
 
 export type Datapath = 'native' | 'reference';

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { ConfigError, EINVAL, EPROTO, type Configurable } from './config.js';
 import { formatErrno, formatGet, parseSet } from './uapi.js';
+import type { Logger } from '../util/log.js';
 
 export const UAPI_DIR = '/var/run/wireguard';
 /** Bound on one request's bytes: ~7000 peers of `wg setconf` with one allowed IP each. */
@@ -21,17 +22,10 @@ const EMSGSIZE = 90;
 const EUNKNOWN = 55;
 const SUN_PATH_MAX = 107; // sockaddr_un.sun_path is 108 bytes with its NUL
 
-export interface UapiLogger {
-  debug(obj: object, msg?: string): void;
-  info(obj: object, msg?: string): void;
-  warn(obj: object, msg?: string): void;
-  error(obj: object, msg?: string): void;
-}
-
 export interface UapiServerOptions {
   /** Directory of the socket; /var/run/wireguard unless a test wants its own. */
   dir?: string;
-  logger?: UapiLogger;
+  logger?: Logger;
   maxRequestBytes?: number;
   /** How often onSocketRemoved checks the socket file. */
   watchIntervalMs?: number;

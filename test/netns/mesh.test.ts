@@ -2,10 +2,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lan } from './mesh.js';
 import { ping, waitFor } from './harness.js';
 import { Store } from '../../src/store/store.js';
+import { ControlError, call } from '../../src/control/client.js';
 
 const STRANGER = fileURLToPath(new URL('./helpers/stranger.js', import.meta.url));
 
@@ -23,6 +25,12 @@ test('five daemons: init, joins (two at once through different members), everyon
   assert.deepEqual(before.peers, []);
 
   assert.match(await lan.cli(a, ['init', '--network', 'test']), /10\.0\.0\.1/);
+  // The daemon checks a call's params (methods.ts) before any handler runs: one EINVAL line that
+  // names the method and the field, and the daemon carries on.
+  const sock = join(a.stateDir, 'meshd.sock');
+  await assert.rejects(call(sock, 'kick', { target: 7 }), (e: unknown) =>
+    e instanceof ControlError && e.code === 'EINVAL' && e.message === 'invalid params for kick: target must be string, not number');
+  await assert.rejects(call(sock, 'invite', { uses: '3' }), /^ControlError: invalid params for invite: uses must be number, not string$/);
   const t0 = Date.now();
   assert.match(await lan.cli(b, ['join', await lan.invite(a)]), /joined network test as [a-z0-9-]+; this node is 10\.0\.0\.\d+/);
   const firstJoinMs = Date.now() - t0;

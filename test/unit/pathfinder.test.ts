@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PathFinder, type PeerView } from '../../src/daemon/pathfinder.js';
 import { formatEndpoint, parseEndpoint, type Endpoint } from '../../src/wg/endpoint.js';
-import { noopLogger } from '../../src/discovery/p2p.js';
+import { noopLogger } from '../../src/util/log.js';
 
 const V = parseEndpoint('[fd7a:6d65:7368:0:1:2:3:4]:1');
 

@@ -9,9 +9,10 @@ import { Signer, foundNetwork, record } from '../../../src/discovery/signer.js';
 import { encodeInvite, inviteProof, type Invite } from '../../../src/discovery/invite.js';
 import type { NetworkInfo } from '../../../src/discovery/records.js';
 import type { SignedEnvelope } from '../../../src/discovery/signed.js';
-import { createMeshNode, type MeshNode, type MeshLogger } from '../../../src/discovery/p2p.js';
+import { createMeshNode, type MeshNode } from '../../../src/discovery/p2p.js';
 import { LedgerSync, type LedgerSyncOptions } from '../../../src/discovery/sync.js';
 import { serveJoin, type JoinServer } from '../../../src/discovery/join.js';
+import type { Logger } from '../../../src/util/log.js';
 
 export const LOOPBACK = ['/ip4/127.0.0.1/tcp/0'];
 
@@ -19,14 +20,12 @@ export const LOOPBACK = ['/ip4/127.0.0.1/tcp/0'];
 export const FAST: LedgerSyncOptions = { meshIntervalMs: 100, yieldMs: 150, backoffMinMs: 100, backoffMaxMs: 1_000, dialTimeoutMs: 2_000, syncTimeoutMs: 5_000 };
 
 /** LOG=1 prints what the discovery layer logs. */
-export const testLog: MeshLogger | undefined = process.env.LOG
-  ? {
-      debug: (o, m) => console.error('debug', m, JSON.stringify(o)),
-      info: (o, m) => console.error('info', m, JSON.stringify(o)),
-      warn: (o, m) => console.error('warn', m, JSON.stringify(o)),
-      error: (o, m) => console.error('error', m, JSON.stringify(o)),
-    }
-  : undefined;
+export const testLog: Logger | undefined = process.env.LOG ? consoleLog({}) : undefined;
+
+function consoleLog(bindings: Record<string, unknown>): Logger {
+  const line = (level: string) => (o: object, m?: string) => console.error(level, m, JSON.stringify({ ...bindings, ...o }));
+  return { debug: line('debug'), info: line('info'), warn: line('warn'), error: line('error'), child: (b) => consoleLog({ ...bindings, ...b }) };
+}
 
 export const newKey = (): Promise<PrivateKey> => generateKeyPair('Ed25519');
 export const idOf = (k: PrivateKey): string => peerIdFromPrivateKey(k).toString();
