@@ -998,12 +998,19 @@ export class Daemon {
       this.timers.push(setInterval(() => this.probeMembers(), PROBE_INTERVAL_MS));
       this.timers.push(setInterval(() => this.inBackground('publishing our record', this.refreshRecord()), 30_000));
       this.lastLocal = this.localFingerprint();
-      this.timers.push(setInterval(() => this.inBackground('following a network change', this.followNetworkChange()), 2_000));
+      // On address and link changes (the route monitor below), with a slow backstop.
+      this.timers.push(setInterval(() => this.inBackground('following a network change', this.followNetworkChange()), 30_000));
       this.leaks = this.createLeakWatch();
       this.checkLeaks();
       // When the routing table changes (and on membership changes, onLedgerChange), with a slow
       // backstop: an idle daemon spawns no `ip` every few seconds.
-      this.routeMonitor = new RouteMonitor({ onChange: () => this.checkLeaks(), logger: this.log });
+      this.routeMonitor = new RouteMonitor({
+        onChange: () => {
+          this.checkLeaks();
+          this.inBackground('following a network change', this.followNetworkChange());
+        },
+        logger: this.log,
+      });
       this.routeMonitor.start();
       this.timers.push(setInterval(() => this.checkLeaks(), LEAK_CHECK_MS));
       // Our reflexive endpoint, as soon as members are known: a joiner behind NAT advertises its

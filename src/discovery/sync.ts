@@ -756,6 +756,11 @@ export class LedgerSync {
     const now = Date.now();
     const members = this.#ledger.members();
     const wanted = this.#wanted(members);
+    // Connections to non-neighbours are closed only once we reach at least two neighbours: a
+    // member whose neighbours' records it does not know yet keeps its way in (the inviter).
+    let neighbours = 0;
+    for (const conn of this.#node.getConnections()) if (conn.status === 'open' && wanted.has(conn.remotePeer.toString())) neighbours++;
+    const trim = neighbours >= Math.min(2, wanted.size);
     const connected = new Set<string>();
     for (const conn of this.#node.getConnections()) {
       const peer = conn.remotePeer.toString();
@@ -776,7 +781,7 @@ export class LedgerSync {
         continue;
       }
       connected.add(peer);
-      if (member && conn.direction === 'outbound' && !wanted.has(peer) && conn.streams.length === 0) {
+      if (trim && member && conn.direction === 'outbound' && !wanted.has(peer) && conn.streams.length === 0) {
         // We dialled it for something else (a join, a relay request) and it is no neighbour.
         const since = this.#unwantedSince.get(conn.id) ?? now;
         this.#unwantedSince.set(conn.id, since);

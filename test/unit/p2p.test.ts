@@ -281,3 +281,60 @@ test('backoff and signs of life: a member back after failed dials is dialled on 
   await waitFor(() => connected(a, c), 2_500, 'A to dial C, woken by B coming back');
   figures.healSpreads = ms(performance.now() - t0);
 });
+
+test('beyond fullMeshMax a member connects to its ring neighbours only; entries still reach everyone, also with a member gone', { timeout: 90_000 }, async (t) => {
+  const net = await newNet();
+  const keys = [net.founderKey];
+  for (let i = 1; i < 10; i++) {
+    const k = await newKey();
+    await admission(net, k, `node-${i}`);
+    keys.push(k);
+  }
+  const events = net.ledger.events();
+  const sync = { fullMeshMax: 4, idleUnwantedMs: 1_500 };
+  const peers: Peer[] = [];
+  t.after(() => Promise.all(peers.map((p) => p.stop())));
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger, { sync });
+  peers.push(a);
+  // Everyone comes in through the founder, one after another, as joiners do through their inviter
+  // (libp2p also refuses more than 5 inbound connections a second from one address: loopback here).
+  for (let i = 1; i < keys.length; i++) {
+    const p = await startPeer(net, keys[i], `node-${i}`, ledgerWith(net, events), { bootstrap: a.addrs, sync });
+    peers.push(p);
+    await waitFor(() => a.ledger.recordOf(p.id) !== null, 10_000, `the founder to learn node-${i}'s record`);
+  }
+
+  // The ring: members sorted by peer id; each wants the two on either side and the one opposite.
+  const ring = peers.map((p) => p.id).sort();
+  const wanted = (id: string): Set<string> => {
+    const i = ring.indexOf(id);
+    const n = ring.length;
+    return new Set([1, 2, -1, -2, n / 2].map((d) => ring[(i + d + n) % n]));
+  };
+  const links = (p: Peer): Set<string> => new Set(p.node.getConnections().filter((c) => c.status === 'open').map((c) => c.remotePeer.toString()));
+  const same = (x: Set<string>, y: Set<string>): boolean => x.size === y.size && [...x].every((v) => y.has(v));
+  await waitFor(() => peers.every((p) => same(links(p), wanted(p.id))), 30_000,
+    'every member connected to exactly its neighbours (the bootstrap connections to the founder closed)').catch((err) => {
+    for (const p of peers) {
+      const l = links(p);
+      const w = wanted(p.id);
+      console.log(`# ${p.name}: extra ${[...l].filter((x) => !w.has(x)).map((x) => ring.indexOf(x))} missing ${[...w].filter((x) => !l.has(x)).map((x) => ring.indexOf(x))} (at ${ring.indexOf(p.id)}) records ${p.ledger.members().filter((m) => m.record).length} missing() ${[...w].filter((x) => p.sync.missing(x)).map((x) => ring.indexOf(x))}`);
+    }
+    throw err;
+  });
+  for (const p of peers) assert.equal(links(p).size, 5, `${p.name}: five connections of nine members`);
+
+  // An entry published by one member reaches all of them through the neighbours.
+  const g = await net.signer.sign({ type: 'grant', member: peers[3].id }, Date.now());
+  await a.sync.publish(g);
+  await waitFor(() => peers.every((p) => p.ledger.isAdmin(peers[3].id)), 5_000, 'the grant to reach every member');
+
+  // A member goes away: its neighbours want the next one along the ring, and entries still reach everyone.
+  const gone = peers.find((p) => p !== a && wanted(a.id).has(p.id))!;
+  await gone.stop();
+  const rest = peers.filter((p) => p !== gone);
+  const g2 = await net.signer.sign({ type: 'grant', member: peers[5].id }, Date.now());
+  await a.sync.publish(g2);
+  await waitFor(() => rest.every((p) => p.ledger.isAdmin(peers[5].id)), 10_000, 'the second grant to reach every member left');
+  await waitFor(() => rest.every((p) => p.sync.missing(gone.id) === wanted(p.id).has(gone.id)), 10_000, 'the gone member missed by its neighbours (and only by them)');
+});
