@@ -31,7 +31,7 @@ import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
 import { createMeshNode, isLoopbackAddr, peerOf, type MeshNode } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/sync.js';
-import { NOTABLE_SKEW_MS, describeSkew, join as joinNetwork, serveJoin } from '../discovery/join.js';
+import { NOTABLE_SKEW_MS, describeSkew, join as joinNetwork, serveJoin, type JoinServer } from '../discovery/join.js';
 import { reconcile, type DesiredPeer } from './reconcile.js';
 import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
@@ -228,6 +228,7 @@ export class Daemon {
   /** Members whose mesh address the kernel routes elsewhere (null outside a network). */
   private leaks: LeakWatch | null = null;
   private routeMonitor: RouteMonitor | null = null;
+  private joinServer: JoinServer | null = null;
   private checkedMeshIps = '';
   /** Subnet routes: who holds which prefix, kernel routes, forwarding (null outside a network). */
   private subnets: SubnetRoutes | null = null;
@@ -979,7 +980,7 @@ export class Daemon {
       this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log.child({ component: 'sync' }), throughMesh: true, discover: () => void lan?.query() });
       this.sync.onEnvelope((env) => void this.persist([env]));
       await this.sync.start();
-      serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log.child({ component: 'join' }) });
+      this.joinServer = await serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log.child({ component: 'join' }) });
       ledger.onChange(() => this.inBackground('applying a ledger change', this.onLedgerChange()));
       this.relayService = await serveRelay(this.node, {
         enabled: () => this.paths.relay,
@@ -1102,6 +1103,8 @@ export class Daemon {
     this.paths.onProbe = null;
     if (this.prober) this.prober.onAlive = null;
     this.paths.setMembers([]);
+    await this.joinServer?.close();
+    this.joinServer = null;
     await this.relayService?.close();
     this.relayService = null;
     await this.streamService?.close();
