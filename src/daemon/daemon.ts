@@ -1516,9 +1516,12 @@ export class Daemon {
       const key = this.wgKeyOf(m.peerId);
       return key ? [key] : [];
     }));
+    const endpointRankNow = endpointRank(localAddresses(this.opts.ifname));
+    const keepalive = this.keepalive();
     const change = reconcile([...desired.values()], snapshot, {
-      persistentKeepalive: this.keepalive(),
-      rank: endpointRank(localAddresses(this.opts.ifname)),
+      // No NAT sits between us and a member on one of our own subnets: no keepalives for it.
+      persistentKeepalive: (endpoint) => (endpoint !== null && endpointRankNow(endpoint) === 0 ? 0 : keepalive),
+      rank: endpointRankNow,
     });
     if (change.peers.length > 0) {
       await this.engine.apply(change);

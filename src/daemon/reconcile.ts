@@ -24,7 +24,8 @@ export interface DesiredPeer {
 }
 
 export interface ReconcileOptions {
-  persistentKeepalive: number;
+  /** Seconds (0: off), or per peer from the endpoint it will have (null: none yet). */
+  persistentKeepalive: number | ((endpoint: Endpoint | null) => number);
   /** Prefer candidates for which this returns a lower number (e.g. same subnet as us). */
   rank?: (endpoint: Endpoint) => number;
 }
@@ -68,14 +69,15 @@ export function reconcile(desired: DesiredPeer[], snapshot: DeviceSnapshot, opts
     const haveIps = new Set((have?.allowedIps ?? []).map(formatPrefix));
     const ipsChanged = !have || haveIps.size !== prefixes.length || prefixes.some((p) => !haveIps.has(p));
     const endpointChanged = endpoint !== null && (!have?.endpoint || formatEndpoint(have.endpoint) !== formatEndpoint(endpoint));
-    const keepaliveChanged = !have || have.persistentKeepalive !== opts.persistentKeepalive;
+    const keepalive = typeof opts.persistentKeepalive === 'function' ? opts.persistentKeepalive(endpoint ?? have?.endpoint ?? null) : opts.persistentKeepalive;
+    const keepaliveChanged = !have || have.persistentKeepalive !== keepalive;
     if (!ipsChanged && !endpointChanged && !keepaliveChanged) continue;
     peers.push({
       publicKey,
       remove: false,
       updateOnly: false,
       endpoint: endpointChanged ? endpoint! : undefined,
-      persistentKeepalive: keepaliveChanged ? opts.persistentKeepalive : undefined,
+      persistentKeepalive: keepaliveChanged ? keepalive : undefined,
       replaceAllowedIps: ipsChanged,
       allowedIps: ipsChanged ? prefixes.map((p) => ({ prefix: parsePrefix(p), remove: false })) : [],
     });
