@@ -29,7 +29,8 @@
 // Exported API:
 //   interface MeshLogger { debug, info, warn, error: (obj: object, msg?: string) => void }
 //   interface ConnectionGate { allow(peerId: string): boolean }
-//   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, gate, logger?, announce? }
+//   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, gate, logger?, announce?,
+//                               connectionMonitor? }
 //   interface MeshServices { identify, ping };  type MeshNode = Libp2p<MeshServices>
 //   createMeshNode(opts: MeshNodeOptions): Promise<MeshNode>     started, listeners attached
 //   swarmKey(pskHex: string): Uint8Array                         the pnet key file bytes
@@ -87,6 +88,12 @@ export interface MeshNodeOptions {
   logger?: MeshLogger;
   /** Multiaddrs to advertise instead of the listen addresses (port forwards, public addresses). */
   announce?: string[];
+  /**
+   * libp2p's connection monitor: it pings every connection every 10 s and aborts one whose ping
+   * takes longer than an adaptive timeout (5 s at least). Default libp2p's; tests on a loaded
+   * machine set a generous timeout (a starved test process would otherwise lose its connections).
+   */
+  connectionMonitor?: Libp2pOptions['connectionMonitor'];
 }
 
 // A type literal, not an interface: libp2p's ServiceMap needs an implicit index signature.
@@ -176,6 +183,7 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery,
+    ...(opts.connectionMonitor ? { connectionMonitor: opts.connectionMonitor } : {}),
     connectionGater: {
       denyDialPeer: (peer) => !safeAllow(gate, peer, log),
       denyInboundEncryptedConnection: (peer) => !safeAllow(gate, peer, log),
