@@ -32,7 +32,8 @@
 //
 // Exported API:
 //   interface ConnectionGate { allow(peerId: string): boolean }
-//   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, mdnsWanted?, gate, logger?, announce? }
+//   interface MeshNodeOptions { privateKey, psk, listen, bootstrap?, mdns?, mdnsWanted?, gate, logger?,
+//                               announce?, connectionMonitor? }
 //   interface MeshServices { identify, ping, lan? };  type MeshNode = Libp2p<MeshServices>
 //   createMeshNode(opts: MeshNodeOptions): Promise<MeshNode>     started, listeners attached
 //   swarmKey(pskHex: string): Uint8Array                         the pnet key file bytes
@@ -82,6 +83,12 @@ export interface MeshNodeOptions {
   logger?: Logger;
   /** Multiaddrs to advertise instead of the listen addresses (port forwards, public addresses). */
   announce?: string[];
+  /**
+   * libp2p's connection monitor: it pings every connection every 30 s and aborts one whose ping
+   * takes longer than an adaptive timeout (5 s at least). Default libp2p's; tests on a loaded
+   * machine set a generous timeout (a starved test process would otherwise lose its connections).
+   */
+  connectionMonitor?: Libp2pOptions['connectionMonitor'];
 }
 
 // A type literal, not an interface: libp2p's ServiceMap needs an implicit index signature.
@@ -178,7 +185,7 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     connectionProtector: preSharedKey({ psk }),
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ enableKeepAlive: false })],
-    connectionMonitor: { pingInterval: CONNECTION_PING_MS },
+    connectionMonitor: { pingInterval: CONNECTION_PING_MS, ...opts.connectionMonitor },
     peerDiscovery,
     connectionGater: {
       denyDialPeer: (peer) => !safeAllow(gate, peer, log),

@@ -70,7 +70,8 @@
 //    Connections to revoked peers (after
 //    `revokedGraceMs`, so that the revocation reaches them first), or to peers the gate denies,
 //    are closed (on every ledger change and every tick), and so are connections to peers that
-//    stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds).
+//    stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds). A node that
+//    learns that it is itself revoked dials nobody any more (every member's gate refuses it).
 //
 // Exported API:
 //   pushProtocol(networkId): string;  syncProtocol(networkId): string
@@ -807,7 +808,10 @@ export class LedgerSync {
         this.#dials.delete(m.peerId);
         continue;
       }
-      if (this.#mustHangUp(m.peerId)) continue;
+      // A node that is itself revoked (kicked, left) dials nobody: every member refuses it at the
+      // gate, so each dial would only cost them a handshake (and its backoff would not hold: the
+      // dial opens on our side before their gate refuses, which resets the dial state).
+      if (this.#mustHangUp(m.peerId) || this.#ledger.revoked(this.#self)) continue;
       const addrs = dialAddrs(m.peerId, m.record?.multiaddrs ?? [], this.#throughMesh ? m.meshIp : null);
       if (addrs.length === 0) continue;
       let st = this.#dials.get(m.peerId);

@@ -13,8 +13,15 @@ import { createMeshNode, type MeshNode } from '../../../src/discovery/p2p.js';
 import { LedgerSync, type LedgerSyncOptions } from '../../../src/discovery/sync.js';
 import { serveJoin, type JoinServer } from '../../../src/discovery/join.js';
 import type { Logger } from '../../../src/util/log.js';
+import type { MeshTrace } from './mesh-trace.js';
 
 export const LOOPBACK = ['/ip4/127.0.0.1/tcp/0'];
+
+/**
+ * libp2p aborts a connection whose ping takes longer than 5 s (adaptive): on a loaded machine a
+ * starved test process would lose connections to that, not to what a test exercises. A minute.
+ */
+export const PATIENT_MONITOR = { pingTimeout: { minTimeout: 60_000, maxTimeout: 60_000 } };
 
 /** Timers short enough for tests, long enough not to spin. */
 export const FAST: LedgerSyncOptions = { meshIntervalMs: 100, yieldMs: 150, backoffMinMs: 100, backoffMaxMs: 1_000, dialTimeoutMs: 2_000, syncTimeoutMs: 5_000 };
@@ -84,6 +91,8 @@ export interface Peer {
   signer: Signer;
   joins: JoinServer;
   addrs: string[];
+  /** How many times this node's gate refused `peer` (inbound, outbound or a dial): what it decided, not what the dialler saw. */
+  refusals(peer: string): number;
   stop(): Promise<void>;
 }
 
@@ -96,23 +105,44 @@ export interface PeerOptions {
   listen?: string[];
   /** The member's clock (serveJoin's `now`). */
   now?: () => number;
+  /** Records this peer's discovery log and its gate's refusals (printed when a test fails). */
+  trace?: MeshTrace;
 }
 
 /** A member (or a would-be member) with its node, sync and join server running. */
 export async function startPeer(net: Net, key: PrivateKey, name: string, ledger: Ledger, opts: PeerOptions = {}): Promise<Peer> {
+  opts.trace?.names.set(idOf(key), name);
+  const log = opts.trace ? opts.trace.logger(name, testLog) : testLog;
+  const refused = new Map<string, number>();
   const node = await createMeshNode({
     privateKey: key,
     psk: net.network.psk,
     listen: opts.listen ?? LOOPBACK,
     bootstrap: opts.bootstrap,
-    gate: { allow: (peer) => !ledger.revoked(peer) },
-    logger: testLog,
+    gate: {
+      allow: (peer) => {
+        const ok = !ledger.revoked(peer);
+        if (!ok) {
+          refused.set(peer, (refused.get(peer) ?? 0) + 1);
+          log?.debug({ peer }, 'gate refuses');
+        }
+        return ok;
+      },
+    },
+    logger: log,
+    connectionMonitor: PATIENT_MONITOR,
   });
+  if (opts.trace) {
+    const trace = opts.trace;
+    for (const evt of ['connection:open', 'connection:close'] as const) {
+      node.addEventListener(evt, ({ detail: c }) => trace.note(name, evt, { peer: c.remotePeer.toString(), id: c.id, direction: c.direction, status: c.status }));
+    }
+  }
   if (key === net.founderKey && ledger !== net.ledger) throw new Error('the founder runs on net.ledger (one chain per identity)');
   const signer = key === net.founderKey ? net.signer : new Signer(key, ledger);
-  const sync = new LedgerSync(node, ledger, net.network.id, { ...FAST, ...opts.sync, logger: testLog });
+  const sync = new LedgerSync(node, ledger, net.network.id, { ...FAST, ...opts.sync, logger: log });
   await sync.start();
-  const joins = await serveJoin(node, { ledger, signer, sync, settleMs: opts.settleMs ?? 300, logger: testLog, now: opts.now });
+  const joins = await serveJoin(node, { ledger, signer, sync, settleMs: opts.settleMs ?? 300, logger: log, now: opts.now });
   const addrs = node.getMultiaddrs().map(String);
   const id = idOf(key);
   if (opts.publishRecord ?? ledger.isMember(id)) {
@@ -121,6 +151,7 @@ export async function startPeer(net: Net, key: PrivateKey, name: string, ledger:
   let stopped = false;
   return {
     key, id, name, ledger, node, sync, signer, joins, addrs,
+    refusals: (peer) => refused.get(peer) ?? 0,
     async stop() {
       if (stopped) return;
       stopped = true;
