@@ -7,7 +7,8 @@
 //    connected members on a stream `/meshd/<netid>/push/2` (frames of envelopes, at most 256 a
 //    stream). Ours go to every connected member; one that reached us is forwarded to up to
 //    `fanout` (6) other connected members, chosen at random, as gossip would (ids already known
-//    stop it). A revocation also goes to the member it removes: that is how it learns it is out.
+//    stop it); so do a few (up to 64) new to us that an exchange (2.) brought. A revocation also
+//    goes to the member it removes: that is how it learns it is out.
 //    Nothing else is ever pushed to a non-member: a node that has the network key but is not a
 //    member (a joiner, a kicked node back with a new identity) learns nothing while it waits.
 //    Envelopes pushed to us are judged by the ledger: an event whose history is missing is held
@@ -196,6 +197,8 @@ const HELLO_KEYS = new Set(['v', 'digest', 'heads', 'send']);
 const MAX_HEADS = 256;
 const PUSH_MAX = 256;
 const BATCH = 256;
+/** Entries new to us from one exchange that are forwarded like pushed ones (more: a catch-up). */
+const FORWARD_FROM_SYNC_MAX = 64;
 /** How long the side that accepted a connection waits for the dialler to start the exchange. */
 const INBOUND_WAIT_MS = 1_000;
 /** Signs of life dial a member at most this often. */
@@ -468,8 +471,10 @@ export class LedgerSync {
       void this.#hangUp(conn, 'revoked or denied');
       return;
     }
+    // Its dial state stays until #tick sees the connection still open (a connection the other
+    // side refuses at once must not reset the backoff: a member kicked while offline, not knowing
+    // it, would redial everyone every tick).
     const st = this.#dials.get(peer);
-    this.#dials.delete(peer);
     // A member we had failed to reach is back: whatever cut it off has probably healed for others.
     if (st?.failed === true && this.#ledger.isMember(peer)) this.#wakeAll(`${peer} is reachable again`);
     // One exchange per connection is enough, and it is bidirectional: the dialler starts it. If
@@ -552,7 +557,7 @@ export class LedgerSync {
    * the ring of members sorted by peer id (see the header). Members we are failing to reach stay
    * wanted (they are dialled with backoff) and the next one along the ring is wanted as well.
    */
-  #wanted(members: readonly { peerId: string }[]): Set<string> {
+  #wanted(members: readonly { peerId: string; record?: { multiaddrs: readonly string[] } | null }[]): Set<string> {
     const ids = members.map((m) => m.peerId).filter((p) => !this.#mustHangUp(p) || p === this.#self);
     if (!ids.includes(this.#self)) ids.push(this.#self);
     if (ids.length <= this.#fullMeshMax) return new Set(ids.filter((p) => p !== this.#self));
@@ -571,6 +576,17 @@ export class LedgerSync {
     }
     out.add(ids[(at + Math.floor(n / 2)) % n]);
     out.delete(this.#self);
+    // Neighbours whose records we do not have yet cannot be dialled: until two can, the next
+    // members along the ring that can are wanted as well (a member that came in through one
+    // connection, now closed, would otherwise have no way back).
+    const dialable = new Set(members.filter((m) => (m.record?.multiaddrs.length ?? 0) > 0).map((m) => m.peerId));
+    let reachable = [...out].filter((p) => dialable.has(p) && !this.missing(p)).length;
+    for (let step = 1; step < n && reachable < 2; step++) {
+      const p = ids[(at + step) % n];
+      if (p === this.#self || out.has(p) || !dialable.has(p)) continue;
+      out.add(p);
+      if (!this.missing(p)) reachable++;
+    }
     return out;
   }
 
@@ -661,6 +677,12 @@ export class LedgerSync {
       };
       let received = 0;
       let added = 0;
+      const fresh: SignedEnvelope[] = [];
+      const take = (batch: unknown[]): number => {
+        const got = this.#ingest(batch, peer, 'sync').fresh;
+        if (fresh.length <= FORWARD_FROM_SYNC_MAX) fresh.push(...got);
+        return got.length;
+      };
       const reader = async (): Promise<void> => {
         if (!expecting) return;
         let batch: unknown[] = [];
@@ -671,14 +693,18 @@ export class LedgerSync {
           received++;
           if (frames.bytesRead > this.#maxSyncBytes) throw new FrameError(`peer sent more than ${this.#maxSyncBytes} bytes`);
           if (batch.length >= BATCH) {
-            added += this.#ingest(batch, peer, 'sync').fresh.length;
+            added += take(batch);
             batch = [];
           }
         }
-        added += this.#ingest(batch, peer, 'sync').fresh.length;
+        added += take(batch);
       };
       await Promise.all([writer(), reader()]);
       await frames.close();
+      // A few entries new to us (a member's new record, an event made while we were apart) go on
+      // as pushed ones do: beyond fullMeshMax the other side's neighbours are not all ours. A
+      // long catch-up is history the others have already.
+      if (fresh.length > 0 && fresh.length <= FORWARD_FROM_SYNC_MAX) this.#forward(fresh, peer);
       // Both directions done (or nothing to do): this connection needs no further exchange.
       if (send && (hello.send || inSync)) this.#synced.add(conn.id);
       return { peer, sent: out.length, received, added, inSync, refused: !hello.send };
@@ -829,22 +855,30 @@ export class LedgerSync {
     for (const peer of this.#dials.keys()) if (!this.#ledger.isMember(peer)) this.#dials.delete(peer);
   }
 
+  /** The next dial after this one, exponentially later (jittered). Returns now. */
+  #backOff(st: DialState): number {
+    st.attempts++;
+    const now = Date.now();
+    // A member lost a while ago (shut down, moved away) is dialled less often; signs of life
+    // (wake, #wakeAll) bring it back sooner.
+    const cap = now - st.since >= this.#awayAfterMs ? this.#awayBackoffMaxMs : this.#backoffMaxMs;
+    const base = Math.min(cap, this.#backoffMinMs * 2 ** Math.min(st.attempts - 1, 30));
+    st.nextAt = now + base * (0.5 + Math.random() / 2);
+    return now;
+  }
+
   async #dial(peer: string, addrs: Multiaddr[], st: DialState): Promise<void> {
     const started = performance.now();
     try {
       // All of its addresses at once, staggered: the first one listed may be unreachable from here.
       await dialFirst(this.#node, addrs.map(String), { timeoutMs: this.#dialTimeoutMs, signal: this.#abort.signal });
       this.#log.debug({ peer, ms: Math.round(performance.now() - started) }, 'connected to a member');
-      this.#dials.delete(peer);
+      // #tick forgets the dial state once it sees the connection open; if the other side closes it
+      // at once (its gate refuses us), the next dial waits like after a failure.
+      this.#backOff(st);
     } catch (err) {
       st.failed = true;
-      st.attempts++;
-      const now = Date.now();
-      // A member lost a while ago (shut down, moved away) is dialled less often; signs of life
-      // (wake, #wakeAll) bring it back sooner.
-      const cap = now - st.since >= this.#awayAfterMs ? this.#awayBackoffMaxMs : this.#backoffMaxMs;
-      const base = Math.min(cap, this.#backoffMinMs * 2 ** Math.min(st.attempts - 1, 30));
-      st.nextAt = now + base * (0.5 + Math.random() / 2);
+      const now = this.#backOff(st);
       this.#discover?.();
       this.#log.debug({ peer, attempts: st.attempts, retryInMs: Math.round(st.nextAt - now), err: (err as Error).message }, 'cannot reach a member');
     } finally {

@@ -328,7 +328,8 @@ test('beyond fullMeshMax a member connects to its ring neighbours only; entries 
   // Everyone comes in through the founder, one after another, as joiners do through their inviter
   // (libp2p also refuses more than 5 inbound connections a second from one address: loopback here).
   for (let i = 1; i < keys.length; i++) {
-    const p = await startPeer(net, keys[i], `node-${i}`, ledgerWith(net, events), { bootstrap: a.addrs, sync });
+    // It knows what a joiner learns at its admission: the events and the records so far.
+    const p = await startPeer(net, keys[i], `node-${i}`, ledgerWith(net, [...events, ...net.ledger.records()]), { bootstrap: a.addrs, sync });
     peers.push(p);
     await waitFor(() => a.ledger.recordOf(p.id) !== null, 10_000, `the founder to learn node-${i}'s record`);
   }
@@ -366,4 +367,30 @@ test('beyond fullMeshMax a member connects to its ring neighbours only; entries 
   await a.sync.publish(g2);
   await waitFor(() => rest.every((p) => p.ledger.isAdmin(peers[5].id)), 10_000, 'the second grant to reach every member left');
   await waitFor(() => rest.every((p) => p.sync.missing(gone.id) === wanted(p.id).has(gone.id)), 10_000, 'the gone member missed by its neighbours (and only by them)');
+});
+
+test('a member kicked while it was away, not knowing it, backs off its dials like failed ones', { timeout: 60_000 }, async (t) => {
+  const { net, kb, kc, events } = await threeMembers();
+  const peers: Peer[] = [];
+  t.after(() => Promise.all(peers.map((p) => p.stop())));
+  const a = await startPeer(net, net.founderKey, 'founder', net.ledger);
+  peers.push(a);
+  const b = await startPeer(net, kb, 'node-b', ledgerWith(net, [...events, ...net.ledger.records()]), { bootstrap: a.addrs });
+  peers.push(b);
+  await waitFor(() => connected(a, b) && b.ledger.recordOf(a.id) !== null && a.ledger.recordOf(b.id) !== null, 30_000, 'A and B connected');
+  // C, offline, is kicked; it comes back with its old ledger (A's and B's records in it): every
+  // dial of its opens on its side and is refused by the other side's gate at once.
+  const old = [...events, ...net.ledger.records()];
+  await a.sync.publish(await net.signer.sign({ type: 'revoke', member: idOf(kc), reason: 'kick' }, Date.now()));
+  await waitFor(() => b.ledger.revoked(idOf(kc)), 10_000, 'B to learn of the kick');
+  const c = await startPeer(net, kc, 'node-c', ledgerWith(net, old), { publishRecord: false });
+  peers.push(c);
+  await waitFor(() => a.refusals(c.id) + b.refusals(c.id) > 0, 10_000, 'C to dial');
+  const before = a.refusals(c.id) + b.refusals(c.id);
+  await new Promise((r) => setTimeout(r, 5_000));
+  const dials = a.refusals(c.id) + b.refusals(c.id) - before;
+  // FAST: a tick every 100 ms, backoff from 100 ms to 1 s: about 6 dials to each in 5 s with the
+  // backoff, 50 to each without it.
+  assert.ok(dials <= 24, `C dialled ${dials} times in 5 s`);
+  assert.ok(!connected(a, c) && !connected(b, c));
 });
