@@ -16,6 +16,9 @@
 //     3 s. This is what moves a dead direct path to a relay within 5 s;
 //   - a relayed member, every 30 s (every 3 s in its first 20 s: probes to a member that has not
 //     learnt of us yet are refused), and when it probes us: back to direct as soon as one works;
+//   - a member on a direct path that probes us while we have no recent handshake with it, unless
+//     we evaluated it in the last 30 s (two idle members would otherwise probe each other for ever:
+//     each probe is a hint to the other side);
 //   - a relay allocation is renewed every 5 minutes while in use.
 //
 // Exported API:
@@ -87,6 +90,8 @@ const DEAD_AFTER_TICKS = 2;
 /** Probes answer in a round trip; a second is generous on any path worth taking directly. */
 const PROBE_TIMEOUT_MS = 1_000;
 const EVAL_MIN_MS = 3_000;
+/** A probe from a member on a direct path within this long of our last evaluation is no news. */
+const HINT_QUIET_MS = 30_000;
 const NEVER_MET_RETRY_MS = 10_000;
 const UPGRADE_MS = 30_000;
 /** A member this recent, relayed, is tried direct every EVAL_MIN_MS. */
@@ -135,6 +140,10 @@ export class PathFinder {
     const st = this.states.get(hex);
     const v = this.deps.view(hex);
     if (!st || (v?.endpoint && !this.deps.isVirtual(v.endpoint) && recent(v.lastHandshakeMs))) return;
+    // A member on a direct path we evaluated moments ago: its probe is most likely its answer to
+    // ours (or ours to its). Evaluating again would probe it again, and two idle members (no
+    // recent handshake, nothing wrong) would go on probing each other for ever.
+    if (st.relay === null && st.decided !== null && (st.evaluating || this.now() - st.lastEval < HINT_QUIET_MS)) return;
     this.evaluate(hex, 'probed by it');
   }
 
