@@ -6,7 +6,9 @@
 #   * full mesh: from the end of the last join until every node has a WireGuard handshake with every
 #     other node (driven by one ping per pair, as traffic would)
 #   * RSS per idle daemon (median and max, MB)
-# Targets (issue 3): first ping under 2 s on a LAN, full mesh of 10 within 10 s, RSS under 120 MB.
+#   * idle CPU per daemon (median and max, % of a core), from /proc over IDLE_S seconds
+# Targets (issue 3): first ping under 2 s on a LAN, full mesh of 10 within 10 s. Issue 11: idle
+# CPU under 0.3% at 20 members and flat from 10 to 40, 50 daemons in a full mesh, RSS under 100 MB.
 # Knobs: SIZES="5 10"; SETTLE_S=10 IDLE_S=30 (idle CPU: measured over IDLE_S after SETTLE_S);
 # PROF=DIR (node 1 writes a CPU profile there); LOGS=DIR keeps each daemon's log (info level) as DIR/<N>-n<i>.log. Root; a built tree (npm run build). Cleans up via trap.
 set -Eeuo pipefail
