@@ -89,22 +89,18 @@ export function metricsRegistry(sources: MetricsSources): Registry {
       for (const [path, n] of counts) this.set({ path }, n);
     },
   });
-  new Counter({
-    name: 'meshd_peer_rx_bytes_total', help: 'Bytes received from a member through WireGuard (whole UDP payloads, as wg show).',
-    labelNames: ['peer'], registers,
-    collect() {
-      this.reset();
-      for (const p of peers()) this.inc({ peer: p.name }, p.rxBytes);
-    },
-  });
-  new Counter({
-    name: 'meshd_peer_tx_bytes_total', help: 'Bytes sent to a member through WireGuard (whole UDP payloads, as wg show).',
-    labelNames: ['peer'], registers,
-    collect() {
-      this.reset();
-      for (const p of peers()) this.inc({ peer: p.name }, p.txBytes);
-    },
-  });
+  for (const [dir, field, help] of [
+    ['rx', 'rxBytes', 'Bytes received from a member through WireGuard (whole UDP payloads, as wg show).'],
+    ['tx', 'txBytes', 'Bytes sent to a member through WireGuard (whole UDP payloads, as wg show).'],
+  ] as const) {
+    new Counter({
+      name: `meshd_peer_${dir}_bytes_total`, help, labelNames: ['peer'], registers,
+      collect() {
+        this.reset();
+        for (const p of peers()) this.inc({ peer: p.name }, p[field]);
+      },
+    });
+  }
   new Gauge({
     name: 'meshd_peer_last_handshake_seconds', help: 'Unix time of the latest WireGuard handshake with a member (0: never).',
     labelNames: ['peer'], registers,
