@@ -3,7 +3,7 @@
 //   Internet  every node on its own public-looking subnet behind one core router, with a default
 //             route, as servers at different providers are (198.20.<i>.0/24 and 2a0f:5e00:<i>::/64:
 //             ranges libp2p and meshd treat as public; they exist only inside these namespaces).
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
@@ -38,7 +38,7 @@ export class MeshNet {
   }
 
   async start(node: MeshNode, env: NodeJS.ProcessEnv = {}): Promise<void> {
-    node.proc = this.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name, ...node.args], { LOG_LEVEL: 'warn', ...env });
+    node.proc = this.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name, ...node.args], { LOG_LEVEL: process.env.MESHD_TEST_LOG_LEVEL ?? 'warn', ...env });
     this.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
     const proc = node.proc;
     // The socket file may be a stale one of a killed daemon: wait until the new daemon answers.
@@ -94,6 +94,12 @@ export class MeshNet {
   }
 
   async cleanup(): Promise<void> {
+    // MESHD_TEST_LOGDIR=DIR keeps each daemon's output (with MESHD_TEST_LOG_LEVEL=debug, say).
+    const keep = process.env.MESHD_TEST_LOGDIR;
+    if (keep) {
+      mkdirSync(keep, { recursive: true });
+      for (const n of this.nodes) if (n.proc) writeFileSync(join(keep, `${Date.now()}-${n.name}.log`), n.proc.output());
+    }
     await this.t.cleanup();
     rmSync(this.root, { recursive: true, force: true });
   }
