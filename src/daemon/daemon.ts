@@ -19,17 +19,18 @@ import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
 import { checkPorts } from './ports.js';
 import { checkedHandlers, type MethodHandlers } from '../control/methods.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
+import { isLinkLocal } from '../routes/kernel.js';
 import { checkOverlap } from '../routes/overlap.js';
 import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
-import { RouteMonitor } from '../routes/route-monitor.js';
+import type { RouteWatch, ExitRules, HostKernel } from './host-kernel.js';
+import { defaultComponents, type DaemonComponents } from './components.js';
 import { LEDGER_VERSION, Ledger } from '../discovery/ledger.js';
 import { Signer, foundNetwork, record, type Draft } from '../discovery/signer.js';
 import { encodeInvite, parseInvite } from '../discovery/invite.js';
 import { MAX_ROUTES, NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
 import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
-import { createMeshNode, isLoopbackAddr, peerOf, type MeshNode } from '../discovery/p2p.js';
+import { isLoopbackAddr, peerOf, type MeshNode } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/sync.js';
 import { NOTABLE_SKEW_MS, describeSkew, join as joinNetwork, serveJoin, type JoinServer } from '../discovery/join.js';
 import { reconcile, type DesiredPeer } from './reconcile.js';
@@ -44,13 +45,13 @@ import { idNumber } from '../discovery/relay.js';
 import { PathFinder } from './pathfinder.js';
 import { udpBindFactory } from '../wg/bind.js';
 import { MonotonicStamps } from '../wg/tai64n.js';
-import { TunnelProber } from './prober.js';
+import type { TunnelProber } from './prober.js';
 import { ProbeSchedule } from './probe-schedule.js';
 import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-routes.js';
 import { isDefaultRoute, overlaps } from '../routes/subnets.js';
-import { EXIT_TABLE, ExitRouting } from '../routes/exit-node.js';
+import { EXIT_TABLE } from '../routes/exit-node.js';
 import { formatPrefix, parsePrefix } from '../wg/prefix.js';
-import { NameServer, domainError, meshSources, networkDomain, revertResolved, systemdResolved } from './names.js';
+import { NameServer, domainError, meshSources, networkDomain } from './names.js';
 import { clientConfig, hostEndpoint } from './clients.js';
 import type { Device } from '../discovery/ledger.js';
 import type { MetricsSources } from './metrics.js';
@@ -227,7 +228,7 @@ export class Daemon {
   private udpBlocked = false;
   /** Members whose mesh address the kernel routes elsewhere (null outside a network). */
   private leaks: LeakWatch | null = null;
-  private routeMonitor: RouteMonitor | null = null;
+  private routeMonitor: RouteWatch | null = null;
   private joinServer: JoinServer | null = null;
   private checkedMeshIps = '';
   /** Subnet routes: who holds which prefix, kernel routes, forwarding (null outside a network). */
@@ -238,7 +239,7 @@ export class Daemon {
   private advertisedRoutes: AdvertisedRoute[] = [];
   /** The member our traffic leaves through (`meshd exit-node use`), kept in the store. */
   private exitNode: { peerId: string; allowLan: boolean } | null = null;
-  private exitRouting: ExitRouting | null = null;
+  private exitRouting: ExitRules | null = null;
   private exitUnusable = false;
   /** Public keys of the clients hosted here at the last ledger change (their private keys go when they do). */
   private hostedKeys = new Set<string>();
@@ -253,8 +254,14 @@ export class Daemon {
     private readonly paths: Paths,
     private readonly uapi: UapiServer,
     readonly name: string,
+    private readonly components: DaemonComponents,
     private control: ControlServer | null = null,
   ) {}
+
+  /** Addresses, routes and the rest the daemon asks of the host (host-kernel.ts). */
+  private get kernel(): HostKernel {
+    return this.components.kernel;
+  }
 
   get log(): Logger {
     return this.opts.logger;
@@ -264,7 +271,9 @@ export class Daemon {
     return peerIdFromPrivateKey(this.identity).toString();
   }
 
-  static async start(opts: DaemonOptions): Promise<Daemon> {
+  /** Starts the daemon; `components` replace the real TUN, kernel, UAPI directory... (components.ts). */
+  static async start(opts: DaemonOptions, given: Partial<DaemonComponents> = {}): Promise<Daemon> {
+    const components: DaemonComponents = { ...defaultComponents(), ...given };
     await checkPorts(opts); // a taken port: one line naming its option, before anything is set up
     const store = await Store.open(opts.stateDir, { logger: opts.logger.child({ component: 'store' }) });
     try {
@@ -290,20 +299,20 @@ export class Daemon {
         floor: typeof floor === 'string' ? Buffer.from(floor, 'base64') : null,
         reserve: (f) => void store.setSettings({ tai64nFloor: f.toString('base64') }).catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot store the handshake timestamp floor')),
       });
-      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger.child({ component: 'wg' }), onInterfaceGone: opts.onInterfaceGone, bind, stamps });
+      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger.child({ component: 'wg' }), onInterfaceGone: opts.onInterfaceGone, bind, stamps, openTun: components.openTun });
       device = engine.device;
       paths.setIdentity(Buffer.from(wgKey));
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
-      const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger.child({ component: 'uapi' }) });
+      const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger.child({ component: 'uapi' }), dir: components.uapiDir });
       const name = sanitizeName(opts.name ?? hostname());
-      const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name);
+      const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name, components);
       const routes = (await store.getSettings<{ advertisedRoutes: AdvertisedRoute[] }>()).advertisedRoutes;
       daemon.advertisedRoutes = Array.isArray(routes) ? routes.filter((r) => typeof r?.prefix === 'string').map((r) => ({ prefix: r.prefix, snat: r.snat !== false })) : [];
       const exit = (await store.getSettings<{ exitNode: { peerId: string; allowLan: boolean } | null }>()).exitNode;
       daemon.exitNode = exit && typeof exit.peerId === 'string' ? { peerId: exit.peerId, allowLan: exit.allowLan !== false } : null;
-      daemon.exitRouting = new ExitRouting({ ifname: opts.ifname, logger: opts.logger.child({ component: 'exit-node' }) });
+      daemon.exitRouting = components.kernel.exitRouting({ ifname: opts.ifname, logger: opts.logger.child({ component: 'exit-node' }) });
       try {
-        daemon.prober = TunnelProber.open();
+        daemon.prober = components.prober();
       } catch (err) {
         opts.logger.warn({ err: (err as Error).message }, 'no raw ICMP socket: status shows no latency');
       }
@@ -355,7 +364,7 @@ export class Daemon {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const cidr = p.cidr ?? '10.0.0.0/24';
     if (!meshRange(cidr)) throw new DaemonError('EINVAL', `invalid network range ${cidr}: give an IPv4 CIDR such as 10.0.0.0/24`);
-    if (p.allowOverlap !== true) checkOverlap(cidr, await localNetworks(this.opts.ifname), 'init');
+    if (p.allowOverlap !== true) checkOverlap(cidr, await this.kernel.localNetworks(this.opts.ifname), 'init');
     const domain = p.domain === undefined ? undefined : String(p.domain).toLowerCase().replace(/\.$/, '');
     const why = domain === undefined ? null : domainError(domain);
     if (why) throw new DaemonError('EINVAL', `invalid domain ${String(p.domain)}: ${why}`);
@@ -723,7 +732,7 @@ export class Daemon {
     }
     // No expiry check here: the admitting member judges it by its clock (ours may be wrong).
     const invite = parseInvite(p.token);
-    if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await localNetworks(this.opts.ifname), 'join');
+    if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await this.kernel.localNetworks(this.opts.ifname), 'join');
     const network = invite.network;
     const t0 = performance.now();
     const node = await this.createNode(network, invite.bootstrap);
@@ -930,7 +939,7 @@ export class Daemon {
   }
 
   private async createNode(network: NetworkInfo, bootstrap: readonly string[]): Promise<Libp2p> {
-    return createMeshNode({
+    return this.components.libp2p({
       privateKey: this.identity,
       psk: network.psk,
       // IPv6 too (libp2p carries on with IPv4 alone on a host without IPv6).
@@ -969,6 +978,7 @@ export class Daemon {
       this.subnets = new SubnetRoutes({
         ifname: this.opts.ifname, meshCidr: network.cidr, self: this.peerId, logger: this.log.child({ component: 'routes' }), prober: this.prober,
         onChange: () => this.inBackground('moving a subnet route', this.onLedgerChange()),
+        kernel: this.kernel,
       });
       this.names = this.createNameServer(network);
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
@@ -1005,7 +1015,7 @@ export class Daemon {
       this.checkLeaks();
       // When the routing table changes (and on membership changes, onLedgerChange), with a slow
       // backstop: an idle daemon spawns no `ip` every few seconds.
-      this.routeMonitor = new RouteMonitor({
+      this.routeMonitor = this.kernel.routeMonitor({
         onChange: () => {
           this.checkLeaks();
           this.inBackground('following a network change', this.followNetworkChange());
@@ -1050,7 +1060,7 @@ export class Daemon {
     return new LeakWatch({
       ifname: this.opts.ifname,
       members: () => (this.ledger?.members() ?? []).filter((m) => m.peerId !== this.peerId).map((m) => ({ peerId: m.peerId, name: m.name, meshIp: m.meshIp })),
-      lookup: routesTo,
+      lookup: (ips) => this.kernel.routesTo(ips),
       logger: this.log.child({ component: 'leaks' }),
     });
   }
@@ -1070,15 +1080,11 @@ export class Daemon {
    * gateway (and a network namespace) does not, and then every mDNS send fails silently.
    */
   private async ensureMulticast(): Promise<void> {
-    try {
-      await runIp(['route', 'get', '224.0.0.251']);
-      return;
-    } catch {
-      // no route: add one through the first LAN interface
-    }
-    const lan = localAddresses(this.opts.ifname).find((a) => a.family === 'IPv4');
+    if (await this.kernel.multicastRouted()) return;
+    // no route: add one through the first LAN interface
+    const lan = this.kernel.localAddresses(this.opts.ifname).find((a) => a.family === 'IPv4');
     if (!lan) return;
-    await ensureMulticastRoute(lan.ifname).catch((err: Error) => this.log.warn({ err: err.message }, 'no multicast route: mDNS discovery is off'));
+    await this.kernel.ensureMulticastRoute(lan.ifname).catch((err: Error) => this.log.warn({ err: err.message }, 'no multicast route: mDNS discovery is off'));
   }
 
   private async stopNetwork(): Promise<void> {
@@ -1097,7 +1103,7 @@ export class Daemon {
     if (this.names) {
       await this.names.close();
       this.names = null;
-      await revertResolved(this.opts.ifname, this.log.child({ component: 'dns' }));
+      await this.kernel.revertResolved(this.opts.ifname, this.log.child({ component: 'dns' }));
     }
     await this.stopExit().catch((err: Error) => this.log.warn({ err: err.message }, 'cannot remove the exit node routes'));
     this.paths.onProbe = null;
@@ -1119,7 +1125,7 @@ export class Daemon {
     this.network = null;
     this.meshIp = null;
     await Promise.resolve(this.engine.apply({ replacePeers: true, peers: [] }));
-    await flushAddresses(this.opts.ifname).catch(() => {});
+    await this.kernel.flushAddresses(this.opts.ifname).catch(() => {});
   }
 
   /**
@@ -1203,7 +1209,7 @@ export class Daemon {
     const resolved = await resolveAnnounce(this.opts.announce ?? NO_ANNOUNCE);
     if (resolved.unresolved.length > 0) this.log.warn({ names: resolved.unresolved }, 'announced names do not resolve; left out of the record');
     const input = {
-      local: localAddresses(this.opts.ifname),
+      local: this.kernel.localAddresses(this.opts.ifname),
       meshCidr,
       udpPort: this.engine.listenPort,
       tcpPort: this.p2pPort(),
@@ -1282,7 +1288,7 @@ export class Daemon {
     if (targets.length === 0) return null;
     // Our own sockets' endpoints (not what we advertise: that includes the last mapping).
     const port = this.engine.listenPort;
-    const local = localAddresses(this.opts.ifname).map((a) => formatEndpoint({ addr: addrFromString(a.address), port }));
+    const local = this.kernel.localAddresses(this.opts.ifname).map((a) => formatEndpoint({ addr: addrFromString(a.address), port }));
     const report = await discoverReflexive(this.paths, targets, local);
     if (report.variesByDestination && !this.reflexive?.variesByDestination) {
       this.log.warn({ asked: report.asked }, 'this node is behind a NAT that maps per destination (symmetric): members behind NAT will reach it only through a relay');
@@ -1305,7 +1311,7 @@ export class Daemon {
   private readonly departing = new Map<string, number>();
 
   private localFingerprint(): string {
-    return localAddresses(this.opts.ifname).filter((a) => !isLinkLocal(a)).map((a) => a.address).sort().join(',');
+    return this.kernel.localAddresses(this.opts.ifname).filter((a) => !isLinkLocal(a)).map((a) => a.address).sort().join(',');
   }
 
   /**
@@ -1373,7 +1379,7 @@ export class Daemon {
 
   /** Members that could relay for us: reached directly, public endpoints first. */
   private relayCandidates(): { peerId: string; hex: string }[] {
-    const rank = endpointRank(localAddresses(this.opts.ifname));
+    const rank = endpointRank(this.kernel.localAddresses(this.opts.ifname));
     return (this.ledger?.members() ?? [])
       .filter((m) => m.peerId !== this.peerId && this.reachesDirectly(m.peerId))
       .map((m) => ({ peerId: m.peerId, hex: this.wgKeyOf(m.peerId)!.toString('hex') }))
@@ -1422,7 +1428,7 @@ export class Daemon {
         await openStreamLink(this.node, peerId, this.streamHost(), this.log.child({ component: 'stream-link' }));
       },
       hasStream: (hex) => this.paths.hasStream(hex),
-      rank: endpointRank(localAddresses(this.opts.ifname)),
+      rank: endpointRank(this.kernel.localAddresses(this.opts.ifname)),
       logger: this.log.child({ component: 'pathfinder' }),
     });
   }
@@ -1446,15 +1452,15 @@ export class Daemon {
     const ip = ledger.addressOf(this.peerId);
     if (ip && ip !== this.meshIp) {
       const bits = Number(network.cidr.split('/')[1]);
-      await flushAddresses(this.opts.ifname).catch(() => {});
-      await addAddress(this.opts.ifname, ip, bits);
-      await setLinkUp(this.opts.ifname);
+      await this.kernel.flushAddresses(this.opts.ifname).catch(() => {});
+      await this.kernel.addAddress(this.opts.ifname, ip, bits);
+      await this.kernel.setLinkUp(this.opts.ifname);
       this.meshIp = ip;
       this.log.info({ meshIp: ip }, 'mesh address assigned');
       if (this.names) {
         await this.names.listen(ip);
         // Not bound (port 53 taken): resolved would send the domain to whoever holds it.
-        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log.child({ component: 'dns' })).then(() => {}));
+        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', this.kernel.systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log.child({ component: 'dns' })).then(() => {}));
       }
     }
     // Subnet routes first: which member holds which prefix goes into the peers below.
@@ -1516,7 +1522,7 @@ export class Daemon {
       const key = this.wgKeyOf(m.peerId);
       return key ? [key] : [];
     }));
-    const endpointRankNow = endpointRank(localAddresses(this.opts.ifname));
+    const endpointRankNow = endpointRank(this.kernel.localAddresses(this.opts.ifname));
     const keepalive = this.keepalive();
     const change = reconcile([...desired.values()], snapshot, {
       // No NAT sits between us and a member on one of our own subnets: no keepalives for it.
@@ -1534,7 +1540,7 @@ export class Daemon {
       this.checkedMeshIps = meshIps;
       this.checkLeaks();
     }
-    const rank = endpointRank(localAddresses(this.opts.ifname));
+    const rank = endpointRank(this.kernel.localAddresses(this.opts.ifname));
     this.finder?.setPeers(members.flatMap((m) => {
       const key = this.wgKeyOf(m.peerId);
       if (!key) return [];
