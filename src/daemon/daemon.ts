@@ -34,6 +34,7 @@ import { isLoopbackAddr, peerOf, type MeshNode } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/sync.js';
 import { NOTABLE_SKEW_MS, describeSkew, join as joinNetwork, serveJoin, type JoinServer } from '../discovery/join.js';
 import { reconcile, type DesiredPeer } from './reconcile.js';
+import { desiredPeers, recentHandshake } from './desired-peers.js';
 import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
 import { NO_ANNOUNCE, advertisedEndpoints, advertisedMultiaddrs, resolveAnnounce, type Announce, type HostPort } from '../discovery/addresses.js';
@@ -72,23 +73,6 @@ export interface ClientRow {
   /** Epoch ms of the latest handshake (only where it is hosted). */
   lastHandshake: number | null;
 }
-
-/**
- * A peer whose latest handshake is younger than this has a working endpoint: sessions are renewed
- * every 2 minutes (REKEY_AFTER_TIME) while persistent keepalives flow.
- */
-const WORKING_HANDSHAKE_MS = 180_000;
-
-/** The session with a peer works: a handshake (epoch ms, 0 = never) within WORKING_HANDSHAKE_MS. */
-function recentHandshake(lastHandshakeMs: number, now: number): boolean {
-  return lastHandshakeMs > 0 && now - lastHandshakeMs < WORKING_HANDSHAKE_MS;
-}
-
-/**
- * How long a member this node just kicked stays a WireGuard peer (and a libp2p connection, sync.ts): for
- * the revocation to reach it, maybe only through the tunnel. It is cut off after that.
- */
-const REVOKED_GRACE_MS = 2_500;
 
 /** How often status's latency is measured: one ICMP echo per member through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
@@ -1308,7 +1292,7 @@ export class Daemon {
   private lastLocal = '';
   /** The peers the last reconcile asked for, by peer id; and members revoked since, until when they stay. */
   private lastDesired = new Map<string, DesiredPeer>();
-  private readonly departing = new Map<string, number>();
+  private departing = new Map<string, number>();
 
   private localFingerprint(): string {
     return this.kernel.localAddresses(this.opts.ifname).filter((a) => !isLinkLocal(a)).map((a) => a.address).sort().join(',');
@@ -1473,49 +1457,25 @@ export class Daemon {
     await this.subnets?.update(ledger.members(), this.advertisedRoutes, hosted.map((d) => d.ip));
     // Members that are gone are hung up on by the sync, once the revocation has reached them.
     const snapshot = this.engine.snapshot();
-    const handshakes = new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs]));
-    const now = Date.now();
-    const desired = new Map<string, DesiredPeer>(ledger.members()
-      .filter((m) => m.peerId !== this.peerId && m.record)
-      .map((m) => [m.peerId, {
-        wgPublicKey: m.record!.wgPublicKey,
-        meshIp: m.meshIp,
-        routes: [
-          ...(this.subnets?.routesOf(m.peerId) ?? []),
-          ...(this.exitNode?.peerId === m.peerId && this.isExitNode(m.peerId) ? ['0.0.0.0/0'] : []),
-          // The plain WireGuard clients it hosts: reached through it.
-          ...devices.filter((d) => d.host === m.peerId).map((d) => `${d.ip}/32`),
-        ],
-        endpoints: [...m.record!.endpoints],
-        working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
-        decided: this.finder?.decision(fromBase64(m.record!.wgPublicKey).toString('hex')) ?? null,
-      }]));
-    // The clients hosted here: peers with their /32 and no endpoint (they dial in). A key that is
-    // also a member's is left out (one WireGuard peer per key).
-    const memberKeys = new Set([...desired.values()].map((d) => d.wgPublicKey));
-    for (const d of hosted) {
-      if (memberKeys.has(d.wgPublicKey) || d.wgPublicKey === toBase64(this.engine.device.publicKey!)) continue;
-      desired.set(`device:${d.id}`, {
-        wgPublicKey: d.wgPublicKey, meshIp: d.ip, routes: [], endpoints: [],
-        working: recentHandshake(handshakes.get(d.wgPublicKey) ?? 0, now), decided: null,
-      });
-    }
-    // A member this node has just kicked keeps its WireGuard peer for REVOKED_GRACE_MS: the
-    // revocation may travel to it only through the tunnel (two members behind NATs), and it must
-    // learn it. Only the kicker grants this: a member that learns of a kick later (back from
-    // being offline, its stored ledger stale) drops the peer at once.
-    for (const [peerId, d] of this.lastDesired) {
-      if (desired.has(peerId) || !ledger.revoked(peerId)) continue;
-      let until = this.departing.get(peerId);
-      if (until === undefined && !this.revokedByUs(ledger, peerId)) continue;
-      if (until === undefined) {
-        until = now + REVOKED_GRACE_MS;
-        this.departing.set(peerId, until);
-        setTimeout(() => this.inBackground('removing a revoked member', this.onLedgerChange()), REVOKED_GRACE_MS + 50).unref();
-      }
-      if (now < until) desired.set(peerId, d);
-    }
-    for (const [peerId, until] of this.departing) if (now >= until + 60_000) this.departing.delete(peerId);
+    const exitNode = this.exitNode?.peerId ?? null;
+    const wanted = desiredPeers({
+      self: this.peerId,
+      selfWgKey: toBase64(this.engine.device.publicKey!),
+      members: ledger.members(),
+      devices,
+      routesOf: (peerId) => this.subnets?.routesOf(peerId) ?? [],
+      exitNode: exitNode !== null && this.isExitNode(exitNode) ? exitNode : null,
+      handshakes: new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs])),
+      decided: (key) => this.finder?.decision(fromBase64(key).toString('hex')) ?? null,
+      now: Date.now(),
+      last: this.lastDesired,
+      departing: this.departing,
+      revoked: (peerId) => ledger.revoked(peerId),
+      revokedByUs: (peerId) => this.revokedByUs(ledger, peerId),
+    });
+    const desired = wanted.peers;
+    this.departing = wanted.departing;
+    if (wanted.recheckInMs !== null) setTimeout(() => this.inBackground('removing a revoked member', this.onLedgerChange()), wanted.recheckInMs + 50).unref();
     this.lastDesired = desired;
     const members = ledger.members().filter((m) => m.peerId !== this.peerId && m.record);
     this.paths.setMembers(members.flatMap((m) => {
