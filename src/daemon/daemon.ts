@@ -1,6 +1,9 @@
 // The mesh daemon: one process that owns a node's identity, its WireGuard engine (in-process), its
 // libp2p node and its view of the network's ledger, and keeps the engine's peers equal to the
 // network's members. The command line talks to it over the control socket (STATE_DIR/meshd.sock).
+// What it uses of the machine (the TUN, `ip` and friends, the UAPI directory, the ICMP prober, the
+// libp2p node) comes in as components (components.ts), the real ones unless a test passes others;
+// which peers it wants is desired-peers.ts, and how the engine gets there reconcile.ts.
 import '../util/polyfill.js';
 import { hostname } from 'node:os';
 import { join as joinPath } from 'node:path';
