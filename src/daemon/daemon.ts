@@ -1,6 +1,9 @@
 // The mesh daemon: one process that owns a node's identity, its WireGuard engine (in-process), its
 // libp2p node and its view of the network's ledger, and keeps the engine's peers equal to the
 // network's members. The command line talks to it over the control socket (STATE_DIR/meshd.sock).
+// What it uses of the machine (the TUN, `ip` and friends, the UAPI directory, the ICMP prober, the
+// libp2p node) comes in as components (components.ts), the real ones unless a test passes others;
+// which peers it wants is desired-peers.ts, and how the engine gets there reconcile.ts.
 import '../util/polyfill.js';
 import { hostname } from 'node:os';
 import { join as joinPath } from 'node:path';
@@ -19,20 +22,22 @@ import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
 import { checkPorts } from './ports.js';
 import { checkedHandlers, type MethodHandlers } from '../control/methods.js';
-import { addAddress, ensureMulticastRoute, flushAddresses, isLinkLocal, localAddresses, localNetworks, routesTo, runIp, setLinkUp } from '../routes/kernel.js';
+import { isLinkLocal } from '../routes/kernel.js';
 import { checkOverlap } from '../routes/overlap.js';
 import { LEAK_CHECK_MS, LeakWatch } from './leaks.js';
-import { RouteMonitor } from '../routes/route-monitor.js';
+import type { RouteWatch, ExitRules, HostKernel } from './host-kernel.js';
+import { defaultComponents, type DaemonComponents } from './components.js';
 import { LEDGER_VERSION, Ledger } from '../discovery/ledger.js';
 import { Signer, foundNetwork, record, type Draft } from '../discovery/signer.js';
 import { encodeInvite, parseInvite } from '../discovery/invite.js';
 import { MAX_ROUTES, NAME_RE, meshRange, type NetworkInfo } from '../discovery/records.js';
 import type { SignedEnvelope } from '../discovery/signed.js';
 import { eventId } from '../discovery/signed.js';
-import { createMeshNode, isLoopbackAddr, peerOf, type MeshNode } from '../discovery/p2p.js';
+import { isLoopbackAddr, peerOf, type MeshNode } from '../discovery/p2p.js';
 import { LedgerSync } from '../discovery/sync.js';
 import { NOTABLE_SKEW_MS, describeSkew, join as joinNetwork, serveJoin, type JoinServer } from '../discovery/join.js';
 import { reconcile, type DesiredPeer } from './reconcile.js';
+import { desiredPeers, recentHandshake } from './desired-peers.js';
 import { endpointRank } from '../routes/endpoints.js';
 import { DaemonError } from './errors.js';
 import { NO_ANNOUNCE, advertisedEndpoints, advertisedMultiaddrs, resolveAnnounce, type Announce, type HostPort } from '../discovery/addresses.js';
@@ -44,13 +49,13 @@ import { idNumber } from '../discovery/relay.js';
 import { PathFinder } from './pathfinder.js';
 import { udpBindFactory } from '../wg/bind.js';
 import { MonotonicStamps } from '../wg/tai64n.js';
-import { TunnelProber } from './prober.js';
+import type { TunnelProber } from './prober.js';
 import { ProbeSchedule } from './probe-schedule.js';
 import { SubnetRoutes, type AdvertisedRoute, type RouteRow } from './subnet-routes.js';
 import { isDefaultRoute, overlaps } from '../routes/subnets.js';
-import { EXIT_TABLE, ExitRouting } from '../routes/exit-node.js';
+import { EXIT_TABLE } from '../routes/exit-node.js';
 import { formatPrefix, parsePrefix } from '../wg/prefix.js';
-import { NameServer, domainError, meshSources, networkDomain, revertResolved, systemdResolved } from './names.js';
+import { NameServer, domainError, meshSources, networkDomain } from './names.js';
 import { clientConfig, hostEndpoint } from './clients.js';
 import type { Device } from '../discovery/ledger.js';
 import type { MetricsSources } from './metrics.js';
@@ -71,23 +76,6 @@ export interface ClientRow {
   /** Epoch ms of the latest handshake (only where it is hosted). */
   lastHandshake: number | null;
 }
-
-/**
- * A peer whose latest handshake is younger than this has a working endpoint: sessions are renewed
- * every 2 minutes (REKEY_AFTER_TIME) while persistent keepalives flow.
- */
-const WORKING_HANDSHAKE_MS = 180_000;
-
-/** The session with a peer works: a handshake (epoch ms, 0 = never) within WORKING_HANDSHAKE_MS. */
-function recentHandshake(lastHandshakeMs: number, now: number): boolean {
-  return lastHandshakeMs > 0 && now - lastHandshakeMs < WORKING_HANDSHAKE_MS;
-}
-
-/**
- * How long a member this node just kicked stays a WireGuard peer (and a libp2p connection, sync.ts): for
- * the revocation to reach it, maybe only through the tunnel. It is cut off after that.
- */
-const REVOKED_GRACE_MS = 2_500;
 
 /** How often status's latency is measured: one ICMP echo per member through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
@@ -227,7 +215,7 @@ export class Daemon {
   private udpBlocked = false;
   /** Members whose mesh address the kernel routes elsewhere (null outside a network). */
   private leaks: LeakWatch | null = null;
-  private routeMonitor: RouteMonitor | null = null;
+  private routeMonitor: RouteWatch | null = null;
   private joinServer: JoinServer | null = null;
   private checkedMeshIps = '';
   /** Subnet routes: who holds which prefix, kernel routes, forwarding (null outside a network). */
@@ -238,7 +226,7 @@ export class Daemon {
   private advertisedRoutes: AdvertisedRoute[] = [];
   /** The member our traffic leaves through (`meshd exit-node use`), kept in the store. */
   private exitNode: { peerId: string; allowLan: boolean } | null = null;
-  private exitRouting: ExitRouting | null = null;
+  private exitRouting: ExitRules | null = null;
   private exitUnusable = false;
   /** Public keys of the clients hosted here at the last ledger change (their private keys go when they do). */
   private hostedKeys = new Set<string>();
@@ -253,8 +241,14 @@ export class Daemon {
     private readonly paths: Paths,
     private readonly uapi: UapiServer,
     readonly name: string,
+    private readonly components: DaemonComponents,
     private control: ControlServer | null = null,
   ) {}
+
+  /** Addresses, routes and the rest the daemon asks of the host (host-kernel.ts). */
+  private get kernel(): HostKernel {
+    return this.components.kernel;
+  }
 
   get log(): Logger {
     return this.opts.logger;
@@ -264,7 +258,9 @@ export class Daemon {
     return peerIdFromPrivateKey(this.identity).toString();
   }
 
-  static async start(opts: DaemonOptions): Promise<Daemon> {
+  /** Starts the daemon; `components` replace the real TUN, kernel, UAPI directory... (components.ts). */
+  static async start(opts: DaemonOptions, given: Partial<DaemonComponents> = {}): Promise<Daemon> {
+    const components: DaemonComponents = { ...defaultComponents(), ...given };
     await checkPorts(opts); // a taken port: one line naming its option, before anything is set up
     const store = await Store.open(opts.stateDir, { logger: opts.logger.child({ component: 'store' }) });
     try {
@@ -290,20 +286,20 @@ export class Daemon {
         floor: typeof floor === 'string' ? Buffer.from(floor, 'base64') : null,
         reserve: (f) => void store.setSettings({ tai64nFloor: f.toString('base64') }).catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot store the handshake timestamp floor')),
       });
-      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger.child({ component: 'wg' }), onInterfaceGone: opts.onInterfaceGone, bind, stamps });
+      const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger.child({ component: 'wg' }), onInterfaceGone: opts.onInterfaceGone, bind, stamps, openTun: components.openTun });
       device = engine.device;
       paths.setIdentity(Buffer.from(wgKey));
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
-      const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger.child({ component: 'uapi' }) });
+      const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger.child({ component: 'uapi' }), dir: components.uapiDir });
       const name = sanitizeName(opts.name ?? hostname());
-      const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name);
+      const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name, components);
       const routes = (await store.getSettings<{ advertisedRoutes: AdvertisedRoute[] }>()).advertisedRoutes;
       daemon.advertisedRoutes = Array.isArray(routes) ? routes.filter((r) => typeof r?.prefix === 'string').map((r) => ({ prefix: r.prefix, snat: r.snat !== false })) : [];
       const exit = (await store.getSettings<{ exitNode: { peerId: string; allowLan: boolean } | null }>()).exitNode;
       daemon.exitNode = exit && typeof exit.peerId === 'string' ? { peerId: exit.peerId, allowLan: exit.allowLan !== false } : null;
-      daemon.exitRouting = new ExitRouting({ ifname: opts.ifname, logger: opts.logger.child({ component: 'exit-node' }) });
+      daemon.exitRouting = components.kernel.exitRouting({ ifname: opts.ifname, logger: opts.logger.child({ component: 'exit-node' }) });
       try {
-        daemon.prober = TunnelProber.open();
+        daemon.prober = components.prober();
       } catch (err) {
         opts.logger.warn({ err: (err as Error).message }, 'no raw ICMP socket: status shows no latency');
       }
@@ -355,7 +351,7 @@ export class Daemon {
     if (this.network) throw new DaemonError('EEXIST', `already a member of network ${this.network.name}; run meshd leave first`);
     const cidr = p.cidr ?? '10.0.0.0/24';
     if (!meshRange(cidr)) throw new DaemonError('EINVAL', `invalid network range ${cidr}: give an IPv4 CIDR such as 10.0.0.0/24`);
-    if (p.allowOverlap !== true) checkOverlap(cidr, await localNetworks(this.opts.ifname), 'init');
+    if (p.allowOverlap !== true) checkOverlap(cidr, await this.kernel.localNetworks(this.opts.ifname), 'init');
     const domain = p.domain === undefined ? undefined : String(p.domain).toLowerCase().replace(/\.$/, '');
     const why = domain === undefined ? null : domainError(domain);
     if (why) throw new DaemonError('EINVAL', `invalid domain ${String(p.domain)}: ${why}`);
@@ -723,7 +719,7 @@ export class Daemon {
     }
     // No expiry check here: the admitting member judges it by its clock (ours may be wrong).
     const invite = parseInvite(p.token);
-    if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await localNetworks(this.opts.ifname), 'join');
+    if (p.allowOverlap !== true) checkOverlap(invite.network.cidr, await this.kernel.localNetworks(this.opts.ifname), 'join');
     const network = invite.network;
     const t0 = performance.now();
     const node = await this.createNode(network, invite.bootstrap);
@@ -930,7 +926,7 @@ export class Daemon {
   }
 
   private async createNode(network: NetworkInfo, bootstrap: readonly string[]): Promise<Libp2p> {
-    return createMeshNode({
+    return this.components.libp2p({
       privateKey: this.identity,
       psk: network.psk,
       // IPv6 too (libp2p carries on with IPv4 alone on a host without IPv6).
@@ -969,6 +965,7 @@ export class Daemon {
       this.subnets = new SubnetRoutes({
         ifname: this.opts.ifname, meshCidr: network.cidr, self: this.peerId, logger: this.log.child({ component: 'routes' }), prober: this.prober,
         onChange: () => this.inBackground('moving a subnet route', this.onLedgerChange()),
+        kernel: this.kernel,
       });
       this.names = this.createNameServer(network);
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
@@ -1005,7 +1002,7 @@ export class Daemon {
       this.checkLeaks();
       // When the routing table changes (and on membership changes, onLedgerChange), with a slow
       // backstop: an idle daemon spawns no `ip` every few seconds.
-      this.routeMonitor = new RouteMonitor({
+      this.routeMonitor = this.kernel.routeMonitor({
         onChange: () => {
           this.checkLeaks();
           this.inBackground('following a network change', this.followNetworkChange());
@@ -1050,7 +1047,7 @@ export class Daemon {
     return new LeakWatch({
       ifname: this.opts.ifname,
       members: () => (this.ledger?.members() ?? []).filter((m) => m.peerId !== this.peerId).map((m) => ({ peerId: m.peerId, name: m.name, meshIp: m.meshIp })),
-      lookup: routesTo,
+      lookup: (ips) => this.kernel.routesTo(ips),
       logger: this.log.child({ component: 'leaks' }),
     });
   }
@@ -1070,15 +1067,11 @@ export class Daemon {
    * gateway (and a network namespace) does not, and then every mDNS send fails silently.
    */
   private async ensureMulticast(): Promise<void> {
-    try {
-      await runIp(['route', 'get', '224.0.0.251']);
-      return;
-    } catch {
-      // no route: add one through the first LAN interface
-    }
-    const lan = localAddresses(this.opts.ifname).find((a) => a.family === 'IPv4');
+    if (await this.kernel.multicastRouted()) return;
+    // no route: add one through the first LAN interface
+    const lan = this.kernel.localAddresses(this.opts.ifname).find((a) => a.family === 'IPv4');
     if (!lan) return;
-    await ensureMulticastRoute(lan.ifname).catch((err: Error) => this.log.warn({ err: err.message }, 'no multicast route: mDNS discovery is off'));
+    await this.kernel.ensureMulticastRoute(lan.ifname).catch((err: Error) => this.log.warn({ err: err.message }, 'no multicast route: mDNS discovery is off'));
   }
 
   private async stopNetwork(): Promise<void> {
@@ -1097,7 +1090,7 @@ export class Daemon {
     if (this.names) {
       await this.names.close();
       this.names = null;
-      await revertResolved(this.opts.ifname, this.log.child({ component: 'dns' }));
+      await this.kernel.revertResolved(this.opts.ifname, this.log.child({ component: 'dns' }));
     }
     await this.stopExit().catch((err: Error) => this.log.warn({ err: err.message }, 'cannot remove the exit node routes'));
     this.paths.onProbe = null;
@@ -1119,7 +1112,7 @@ export class Daemon {
     this.network = null;
     this.meshIp = null;
     await Promise.resolve(this.engine.apply({ replacePeers: true, peers: [] }));
-    await flushAddresses(this.opts.ifname).catch(() => {});
+    await this.kernel.flushAddresses(this.opts.ifname).catch(() => {});
   }
 
   /**
@@ -1203,7 +1196,7 @@ export class Daemon {
     const resolved = await resolveAnnounce(this.opts.announce ?? NO_ANNOUNCE);
     if (resolved.unresolved.length > 0) this.log.warn({ names: resolved.unresolved }, 'announced names do not resolve; left out of the record');
     const input = {
-      local: localAddresses(this.opts.ifname),
+      local: this.kernel.localAddresses(this.opts.ifname),
       meshCidr,
       udpPort: this.engine.listenPort,
       tcpPort: this.p2pPort(),
@@ -1282,7 +1275,7 @@ export class Daemon {
     if (targets.length === 0) return null;
     // Our own sockets' endpoints (not what we advertise: that includes the last mapping).
     const port = this.engine.listenPort;
-    const local = localAddresses(this.opts.ifname).map((a) => formatEndpoint({ addr: addrFromString(a.address), port }));
+    const local = this.kernel.localAddresses(this.opts.ifname).map((a) => formatEndpoint({ addr: addrFromString(a.address), port }));
     const report = await discoverReflexive(this.paths, targets, local);
     if (report.variesByDestination && !this.reflexive?.variesByDestination) {
       this.log.warn({ asked: report.asked }, 'this node is behind a NAT that maps per destination (symmetric): members behind NAT will reach it only through a relay');
@@ -1302,10 +1295,10 @@ export class Daemon {
   private lastLocal = '';
   /** The peers the last reconcile asked for, by peer id; and members revoked since, until when they stay. */
   private lastDesired = new Map<string, DesiredPeer>();
-  private readonly departing = new Map<string, number>();
+  private departing = new Map<string, number>();
 
   private localFingerprint(): string {
-    return localAddresses(this.opts.ifname).filter((a) => !isLinkLocal(a)).map((a) => a.address).sort().join(',');
+    return this.kernel.localAddresses(this.opts.ifname).filter((a) => !isLinkLocal(a)).map((a) => a.address).sort().join(',');
   }
 
   /**
@@ -1373,7 +1366,7 @@ export class Daemon {
 
   /** Members that could relay for us: reached directly, public endpoints first. */
   private relayCandidates(): { peerId: string; hex: string }[] {
-    const rank = endpointRank(localAddresses(this.opts.ifname));
+    const rank = endpointRank(this.kernel.localAddresses(this.opts.ifname));
     return (this.ledger?.members() ?? [])
       .filter((m) => m.peerId !== this.peerId && this.reachesDirectly(m.peerId))
       .map((m) => ({ peerId: m.peerId, hex: this.wgKeyOf(m.peerId)!.toString('hex') }))
@@ -1422,7 +1415,7 @@ export class Daemon {
         await openStreamLink(this.node, peerId, this.streamHost(), this.log.child({ component: 'stream-link' }));
       },
       hasStream: (hex) => this.paths.hasStream(hex),
-      rank: endpointRank(localAddresses(this.opts.ifname)),
+      rank: endpointRank(this.kernel.localAddresses(this.opts.ifname)),
       logger: this.log.child({ component: 'pathfinder' }),
     });
   }
@@ -1446,15 +1439,15 @@ export class Daemon {
     const ip = ledger.addressOf(this.peerId);
     if (ip && ip !== this.meshIp) {
       const bits = Number(network.cidr.split('/')[1]);
-      await flushAddresses(this.opts.ifname).catch(() => {});
-      await addAddress(this.opts.ifname, ip, bits);
-      await setLinkUp(this.opts.ifname);
+      await this.kernel.flushAddresses(this.opts.ifname).catch(() => {});
+      await this.kernel.addAddress(this.opts.ifname, ip, bits);
+      await this.kernel.setLinkUp(this.opts.ifname);
       this.meshIp = ip;
       this.log.info({ meshIp: ip }, 'mesh address assigned');
       if (this.names) {
         await this.names.listen(ip);
         // Not bound (port 53 taken): resolved would send the domain to whoever holds it.
-        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log.child({ component: 'dns' })).then(() => {}));
+        if (this.names.address) this.inBackground('pointing systemd-resolved at the mesh names', this.kernel.systemdResolved(this.opts.ifname, ip, networkDomain(network), this.log.child({ component: 'dns' })).then(() => {}));
       }
     }
     // Subnet routes first: which member holds which prefix goes into the peers below.
@@ -1467,56 +1460,32 @@ export class Daemon {
     await this.subnets?.update(ledger.members(), this.advertisedRoutes, hosted.map((d) => d.ip));
     // Members that are gone are hung up on by the sync, once the revocation has reached them.
     const snapshot = this.engine.snapshot();
-    const handshakes = new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs]));
-    const now = Date.now();
-    const desired = new Map<string, DesiredPeer>(ledger.members()
-      .filter((m) => m.peerId !== this.peerId && m.record)
-      .map((m) => [m.peerId, {
-        wgPublicKey: m.record!.wgPublicKey,
-        meshIp: m.meshIp,
-        routes: [
-          ...(this.subnets?.routesOf(m.peerId) ?? []),
-          ...(this.exitNode?.peerId === m.peerId && this.isExitNode(m.peerId) ? ['0.0.0.0/0'] : []),
-          // The plain WireGuard clients it hosts: reached through it.
-          ...devices.filter((d) => d.host === m.peerId).map((d) => `${d.ip}/32`),
-        ],
-        endpoints: [...m.record!.endpoints],
-        working: recentHandshake(handshakes.get(m.record!.wgPublicKey) ?? 0, now),
-        decided: this.finder?.decision(fromBase64(m.record!.wgPublicKey).toString('hex')) ?? null,
-      }]));
-    // The clients hosted here: peers with their /32 and no endpoint (they dial in). A key that is
-    // also a member's is left out (one WireGuard peer per key).
-    const memberKeys = new Set([...desired.values()].map((d) => d.wgPublicKey));
-    for (const d of hosted) {
-      if (memberKeys.has(d.wgPublicKey) || d.wgPublicKey === toBase64(this.engine.device.publicKey!)) continue;
-      desired.set(`device:${d.id}`, {
-        wgPublicKey: d.wgPublicKey, meshIp: d.ip, routes: [], endpoints: [],
-        working: recentHandshake(handshakes.get(d.wgPublicKey) ?? 0, now), decided: null,
-      });
-    }
-    // A member this node has just kicked keeps its WireGuard peer for REVOKED_GRACE_MS: the
-    // revocation may travel to it only through the tunnel (two members behind NATs), and it must
-    // learn it. Only the kicker grants this: a member that learns of a kick later (back from
-    // being offline, its stored ledger stale) drops the peer at once.
-    for (const [peerId, d] of this.lastDesired) {
-      if (desired.has(peerId) || !ledger.revoked(peerId)) continue;
-      let until = this.departing.get(peerId);
-      if (until === undefined && !this.revokedByUs(ledger, peerId)) continue;
-      if (until === undefined) {
-        until = now + REVOKED_GRACE_MS;
-        this.departing.set(peerId, until);
-        setTimeout(() => this.inBackground('removing a revoked member', this.onLedgerChange()), REVOKED_GRACE_MS + 50).unref();
-      }
-      if (now < until) desired.set(peerId, d);
-    }
-    for (const [peerId, until] of this.departing) if (now >= until + 60_000) this.departing.delete(peerId);
+    const exitNode = this.exitNode?.peerId ?? null;
+    const wanted = desiredPeers({
+      self: this.peerId,
+      selfWgKey: toBase64(this.engine.device.publicKey!),
+      members: ledger.members(),
+      devices,
+      routesOf: (peerId) => this.subnets?.routesOf(peerId) ?? [],
+      exitNode: exitNode !== null && this.isExitNode(exitNode) ? exitNode : null,
+      handshakes: new Map(snapshot.peers.map((p) => [p.publicKey.toString('base64'), p.lastHandshakeMs])),
+      decided: (key) => this.finder?.decision(fromBase64(key).toString('hex')) ?? null,
+      now: Date.now(),
+      last: this.lastDesired,
+      departing: this.departing,
+      revoked: (peerId) => ledger.revoked(peerId),
+      revokedByUs: (peerId) => this.revokedByUs(ledger, peerId),
+    });
+    const desired = wanted.peers;
+    this.departing = wanted.departing;
+    if (wanted.recheckInMs !== null) setTimeout(() => this.inBackground('removing a revoked member', this.onLedgerChange()), wanted.recheckInMs + 50).unref();
     this.lastDesired = desired;
     const members = ledger.members().filter((m) => m.peerId !== this.peerId && m.record);
     this.paths.setMembers(members.flatMap((m) => {
       const key = this.wgKeyOf(m.peerId);
       return key ? [key] : [];
     }));
-    const endpointRankNow = endpointRank(localAddresses(this.opts.ifname));
+    const endpointRankNow = endpointRank(this.kernel.localAddresses(this.opts.ifname));
     const keepalive = this.keepalive();
     const change = reconcile([...desired.values()], snapshot, {
       // No NAT sits between us and a member on one of our own subnets: no keepalives for it.
@@ -1534,7 +1503,7 @@ export class Daemon {
       this.checkedMeshIps = meshIps;
       this.checkLeaks();
     }
-    const rank = endpointRank(localAddresses(this.opts.ifname));
+    const rank = endpointRank(this.kernel.localAddresses(this.opts.ifname));
     this.finder?.setPeers(members.flatMap((m) => {
       const key = this.wgKeyOf(m.peerId);
       if (!key) return [];

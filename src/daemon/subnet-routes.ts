@@ -5,14 +5,14 @@
 // it: while such a contest exists they are probed through the tunnel every second, and a holder
 // that has not answered for LIVENESS_MS hands the prefix to one that has (failover within seconds).
 //
-//   new SubnetRoutes({ ifname, meshCidr, self, logger, prober, onChange })
+//   new SubnetRoutes({ ifname, meshCidr, self, logger, prober, onChange, kernel? })   kernel: default the host's (host-kernel.ts)
 //   routes.update(members, advertisedHere, hostedDevices?): Promise<boolean>   recompute and program; true if holders changed
 //       hostedDevices: mesh addresses of the plain WireGuard clients this node hosts (forwarded both ways)
 //   routes.routesOf(peerId): string[]      the prefixes WireGuard gives that member
 //   routes.rows(members): RouteRow[]       for `meshd routes`
 //   routes.stop(): Promise<void>           kernel routes, forwarding and timers undone
-import { addRoute, delRoute } from '../routes/kernel.js';
-import { Forwarding, type ForwardedRoute } from '../routes/forwarding.js';
+import type { ForwardedRoute } from '../routes/forwarding.js';
+import { hostKernel, type ForwardingRules, type HostKernel } from './host-kernel.js';
 import { chooseHolders, contested, isDefaultRoute, overlaps, type RouteOffer } from '../routes/subnets.js';
 import type { Member } from '../discovery/ledger.js';
 import type { Logger } from '../util/log.js';
@@ -47,7 +47,8 @@ export class SubnetRoutes {
   private installed = new Set<string>();
   /** Prefixes the kernel refused to route here (reported once). */
   private readonly refused = new Set<string>();
-  private readonly forwarding: Forwarding;
+  private readonly forwarding: ForwardingRules;
+  private readonly kernel: Pick<HostKernel, 'addRoute' | 'delRoute' | 'forwarding'>;
   private contest: { key: string; ip: string }[] = [];
   private timer: NodeJS.Timeout | null = null;
   private forwardedKey = '';
@@ -60,8 +61,11 @@ export class SubnetRoutes {
     prober: Liveness | null;
     /** Called when liveness changed a holder: the daemon reprograms its peers. */
     onChange: () => void;
+    /** Routes and forwarding rules; default the host's. */
+    kernel?: Pick<HostKernel, 'addRoute' | 'delRoute' | 'forwarding'>;
   }) {
-    this.forwarding = new Forwarding({ ifname: opts.ifname, meshCidr: opts.meshCidr, logger: opts.logger });
+    this.kernel = opts.kernel ?? hostKernel;
+    this.forwarding = this.kernel.forwarding({ ifname: opts.ifname, meshCidr: opts.meshCidr, logger: opts.logger });
   }
 
   private offers(members: readonly Member[]): RouteOffer[] {
@@ -107,7 +111,7 @@ export class SubnetRoutes {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    for (const p of this.installed) await delRoute(p, this.opts.ifname).catch(() => {});
+    for (const p of this.installed) await this.kernel.delRoute(p, this.opts.ifname).catch(() => {});
     this.installed.clear();
     this.holders.clear();
     await this.forwarding.clear().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'cannot remove the forwarding rules'));
@@ -119,13 +123,13 @@ export class SubnetRoutes {
     const want = new Set([...this.holders].filter(([, h]) => h !== this.opts.self).map(([p]) => p));
     for (const p of this.installed) {
       if (want.has(p)) continue;
-      await delRoute(p, this.opts.ifname).catch((err: Error) => this.opts.logger.warn({ prefix: p, err: err.message }, 'cannot remove a subnet route'));
+      await this.kernel.delRoute(p, this.opts.ifname).catch((err: Error) => this.opts.logger.warn({ prefix: p, err: err.message }, 'cannot remove a subnet route'));
       this.installed.delete(p);
     }
     for (const p of want) {
       if (this.installed.has(p)) continue;
       try {
-        await addRoute(p, this.opts.ifname);
+        await this.kernel.addRoute(p, this.opts.ifname);
         this.installed.add(p);
         this.opts.logger.info({ prefix: p }, 'subnet route added');
       } catch (err) {

@@ -36,6 +36,8 @@ export interface EngineOptions {
   onInterfaceGone?: (ifname: string) => void;
   /** Initiation timestamps (the daemon's keeps its floor in the store, across restarts). */
   stamps?: MonotonicStamps;
+  /** Opens the TUN interface; default the kernel's (tun.ts openTun). Tests pass an in-memory one. */
+  openTun?: (name: string, opts: { mtu?: number }) => Tun;
 }
 
 /** The data path chosen by MESHD_DATAPATH (default native). */
@@ -104,7 +106,7 @@ export class Engine implements Configurable {
 
   static async open(opts: EngineOptions): Promise<Engine> {
     const datapath = opts.datapath ?? 'native';
-    const tun = openTun(opts.ifname, { mtu: opts.mtu ?? DEFAULT_MTU });
+    const tun = (opts.openTun ?? openTun)(opts.ifname, { mtu: opts.mtu ?? DEFAULT_MTU });
     const engine = new Engine(tun, datapath, opts);
     try {
       await engine.rebind(opts.listenPort ?? 0);
