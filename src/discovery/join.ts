@@ -51,19 +51,19 @@
 // Exported API:
 //   JOIN_PROTOCOL = '/meshd/join/2'
 //   class JoinError extends Error { code: 'refused' | 'unreachable' | 'timeout' | 'protocol' }
-//   join(node: Libp2p, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?: number })
+//   join(node: Host, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?: number })
 //       : Promise<{ meshIp, name, envelopes, via }>
 //       dials invite.bootstrap concurrently, staggered (dialer.ts; loopback addresses last); the
 //       first member that answers decides. Throws JoinError, whose message names every address
 //       tried and why it failed.
-//   serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<JoinServer>   never rejects
+//   serveJoin(node: Host, opts: ServeJoinOptions): Promise<JoinServer>   never rejects
 //   interface ServeJoinOptions { ledger, signer: Signer (this member's chain), sync?: { publish(env) },
 //                                settleMs? (500), now?: () => number, logger?, onAdmit?(env),
 //                                requestTimeoutMs? }
 //   interface JoinServer { close(): Promise<void> }
 import '../util/polyfill.js';
-import type { Libp2p } from 'libp2p';
-import type { Connection, Stream } from '@libp2p/interface';
+import type { Stream } from '@libp2p/interface';
+import type { Host, HostConnection as Connection } from './host.js';
 import { eventId, type SignedEnvelope } from './signed.js';
 import { EnvelopeError, parseEnvelope, type InviteBody, type RecordBody } from './records.js';
 import { inviteProof, verifyInviteProof, type Invite } from './invite.js';
@@ -119,7 +119,7 @@ export function describeSkew(skewMs: number): string {
 // ---- client -------------------------------------------------------------------------------------
 
 export async function join(
-  node: Libp2p,
+  node: Host,
   invite: Invite,
   selfRecord: SignedEnvelope,
   opts: { timeoutMs?: number } = {},
@@ -244,7 +244,7 @@ interface JoinRequest {
   record: SignedEnvelope<RecordBody>;
 }
 
-export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<JoinServer> {
+export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<JoinServer> {
   const log = opts.logger ?? noopLogger;
   const now = opts.now ?? Date.now;
   const settleMs = opts.settleMs ?? 500;

@@ -84,7 +84,7 @@
 //   type EnvelopeSource = 'push' | 'sync'
 //   interface SyncResult { peer, sent, received, added, inSync, refused }
 //   class LedgerSync {
-//     constructor(node: Libp2p, ledger: Ledger, networkId: string, opts?: LedgerSyncOptions)
+//     constructor(node: Host, ledger: Ledger, networkId: string, opts?: LedgerSyncOptions)
 //     readonly protocol, pushProtocol
 //     start(): Promise<void>; stop(): Promise<void>
 //     publish(env): Promise<number>   adds env to the ledger if new (throws if invalid) and pushes
@@ -98,8 +98,8 @@
 //         envelopes new to this ledger that came from the network (not those given to publish)
 //   }
 import '../util/polyfill.js';
-import type { Libp2p } from 'libp2p';
-import type { Connection, PeerId, Stream } from '@libp2p/interface';
+import type { PeerId, Stream } from '@libp2p/interface';
+import type { Host, HostConnection as Connection } from './host.js';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { eventId, type SignedEnvelope } from './signed.js';
@@ -231,7 +231,7 @@ const isEnd = (v: unknown): boolean => v !== null && typeof v === 'object' && (v
 export class LedgerSync {
   readonly protocol: string;
   readonly pushProtocol: string;
-  readonly #node: Libp2p;
+  readonly #node: Host;
   readonly #ledger: Ledger;
   readonly #log: Logger;
   readonly #gate: ConnectionGate | undefined;
@@ -276,7 +276,7 @@ export class LedgerSync {
   #stopLedger: (() => void) | null = null;
   #abort = new AbortController();
 
-  constructor(node: Libp2p, ledger: Ledger, networkId: string, opts: LedgerSyncOptions = {}) {
+  constructor(node: Host, ledger: Ledger, networkId: string, opts: LedgerSyncOptions = {}) {
     if (!/^[0-9a-f]{32}$/.test(networkId)) throw new TypeError(`network id must be 32 lower-case hex characters, not ${networkId}`);
     this.#node = node;
     this.#ledger = ledger;
