@@ -90,6 +90,8 @@
 //     publish(env): Promise<number>   adds env to the ledger if new (throws if invalid) and pushes
 //                                      it to every connected member; resolves to how many took it
 //     syncWith(peer: PeerId | string): Promise<SyncResult>   one exchange now
+//     exchangeAll({ except? }): Promise<number>   an exchange started now with every connected
+//                                      member; resolves once all have ended (how many completed)
 //     wake(peer: string, why: string): boolean   a sign of life: dial that member now if we are
 //                                      failing to reach it (true if a dial was brought forward)
 //     missing(peer): boolean           a member we want a connection to and are failing to reach
@@ -509,6 +511,21 @@ export class LedgerSync {
     const target = typeof peer === 'string' ? peerIdFromString(peer) : peer;
     const dialled = await this.#node.dial(target, { signal: AbortSignal.timeout(this.#dialTimeoutMs) });
     return this.#syncOn(dialled);
+  }
+
+  /**
+   * An exchange started now with every connected member (except `except`), after any running one
+   * on the same connection: once it resolves, each of them has what we hold now, and we have what
+   * each of them held when it answered. The join server waits for it before it trusts the fold
+   * (join.ts). Resolves to how many exchanges completed; failed ones are left out.
+   */
+  async exchangeAll(opts: { except?: string } = {}): Promise<number> {
+    if (!this.#running) return 0;
+    const results = await Promise.allSettled(this.#memberConnections(opts.except).map(async (conn) => {
+      await this.#syncing.get(conn.id)?.catch(() => {});
+      return this.#syncOn(conn);
+    }));
+    return results.filter((r) => r.status === 'fulfilled').length;
   }
 
   /**
