@@ -17,8 +17,7 @@
 //   dialFirst(node, addrs, { timeoutMs, staggerMs? (250), signal? }): Promise<{ conn, addr, failures }>
 //       addrs end in /p2p/<peer id>; an open connection to one of those peers is returned at once
 //   explainDialError(err, timeoutMs): string
-import type { Libp2p } from 'libp2p';
-import type { Connection } from '@libp2p/interface';
+import type { Host, HostConnection as Connection } from './host.js';
 import { multiaddr } from '@multiformats/multiaddr';
 import { hostPortOf } from './addresses.js';
 import { peerOf } from './p2p.js';
@@ -83,7 +82,7 @@ export interface DialFirstOptions {
 }
 
 export async function dialFirst(
-  node: Libp2p,
+  node: Pick<Host, 'dial' | 'getConnections'>,
   addrs: readonly string[],
   opts: DialFirstOptions,
 ): Promise<{ conn: Connection; addr: string; failures: DialFailure[] }> {

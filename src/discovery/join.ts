@@ -30,13 +30,21 @@
 // (of concurrent admissions, the first in the fold's order wins), which a member can only know
 // once the competing admissions have reached it. So the member that admits: checks the invite
 // against its ledger, signs and adds the admission (and the joiner's record), publishes both,
-// waits `settleMs` for a concurrent admission by another member to arrive, then reads the fold
-// again: if the joiner is a member, it answers ok with the joiner's address; if our admission
-// lost, it answers 'invite already used'. A member that was partitioned from the other can still
-// answer ok to both; the fold then voids one admission everywhere once the ledgers meet, and that
-// node loses its membership (the daemon sees itself removed). settleMs trades join latency for
-// that window. A member that is the only member there has ever been (a new network's founder)
-// has no one to race with and answers at once.
+// then waits for two things: `settleMs`, and an anti-entropy exchange started after the
+// admission with every connected member (LedgerSync.exchangeAll, at most `confirmMs`). Then it
+// reads the fold again: if the joiner is a member, it answers ok with the joiner's address; if
+// our admission lost, it answers 'invite already used'.
+// Why the exchange: the exchange is two-way, so when it ends each connected member has our
+// admission and we have whatever admission it had made by the time it answered. Two members
+// admitting with one invite at once each see the other's admission before answering, and the
+// fold gives both the same winner. A fixed wait alone (as before) does not hold: under CPU load,
+// or on a slow link, a push takes longer than settleMs, and both joiners were admitted
+// (test/unit/join-memory.test.ts makes that deterministic with a slow link).
+// What is left: a member that was partitioned from the other (or, beyond fullMeshMax, not
+// connected to it and not reached within settleMs) can still answer ok to both; the fold then
+// voids one admission everywhere once the ledgers meet, and that node loses its membership (the
+// daemon sees itself removed). A member that is the only member there has ever been (a new
+// network's founder) has no one to race with and answers at once.
 //
 // A name another member already has is made unique (name-2, ...): the answer carries the name
 // the joiner got. A node asking again (its first answer was lost: the joiner, or this member, was
@@ -51,19 +59,20 @@
 // Exported API:
 //   JOIN_PROTOCOL = '/meshd/join/2'
 //   class JoinError extends Error { code: 'refused' | 'unreachable' | 'timeout' | 'protocol' }
-//   join(node: Libp2p, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?: number })
+//   join(node: Host, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?: number })
 //       : Promise<{ meshIp, name, envelopes, via }>
 //       dials invite.bootstrap concurrently, staggered (dialer.ts; loopback addresses last); the
 //       first member that answers decides. Throws JoinError, whose message names every address
 //       tried and why it failed.
-//   serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<JoinServer>   never rejects
-//   interface ServeJoinOptions { ledger, signer: Signer (this member's chain), sync?: { publish(env) },
-//                                settleMs? (500), now?: () => number, logger?, onAdmit?(env),
-//                                requestTimeoutMs? }
+//   serveJoin(node: Host, opts: ServeJoinOptions): Promise<JoinServer>   never rejects
+//   interface ServeJoinOptions { ledger, signer: Signer (this member's chain),
+//                                sync?: { publish(env), exchangeAll?({ except }) } (LedgerSync),
+//                                settleMs? (500), confirmMs? (10 s), now?: () => number, logger?,
+//                                onAdmit?(env), requestTimeoutMs? }
 //   interface JoinServer { close(): Promise<void> }
 import '../util/polyfill.js';
-import type { Libp2p } from 'libp2p';
-import type { Connection, Stream } from '@libp2p/interface';
+import type { Stream } from '@libp2p/interface';
+import type { Host, HostConnection as Connection } from './host.js';
 import { eventId, type SignedEnvelope } from './signed.js';
 import { EnvelopeError, parseEnvelope, type InviteBody, type RecordBody } from './records.js';
 import { inviteProof, verifyInviteProof, type Invite } from './invite.js';
@@ -119,7 +128,7 @@ export function describeSkew(skewMs: number): string {
 // ---- client -------------------------------------------------------------------------------------
 
 export async function join(
-  node: Libp2p,
+  node: Host,
   invite: Invite,
   selfRecord: SignedEnvelope,
   opts: { timeoutMs?: number } = {},
@@ -200,10 +209,15 @@ export interface ServeJoinOptions {
   ledger: Ledger;
   /** This member's chain: it signs the admissions (shared with everything else this node signs). */
   signer: Signer;
-  /** Where admissions and the joiner's record are published (LedgerSync). */
-  sync?: { publish(env: SignedEnvelope): Promise<unknown> };
-  /** How long to wait for a competing admission before answering; default 500 ms. */
+  /**
+   * Where admissions and the joiner's record are published (LedgerSync), and the exchange with
+   * every connected member that an admission waits for before it is answered.
+   */
+  sync?: { publish(env: SignedEnvelope): Promise<unknown>; exchangeAll?(opts: { except?: string }): Promise<unknown> };
+  /** How long to wait at least for a competing admission before answering; default 500 ms. */
   settleMs?: number;
+  /** How long to wait at most for the exchange with the connected members; default 10 s. */
+  confirmMs?: number;
   now?: () => number;
   logger?: Logger;
   /** Called with each admission this member signs, before it is published (the daemon persists it). */
@@ -244,10 +258,11 @@ interface JoinRequest {
   record: SignedEnvelope<RecordBody>;
 }
 
-export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<JoinServer> {
+export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<JoinServer> {
   const log = opts.logger ?? noopLogger;
   const now = opts.now ?? Date.now;
   const settleMs = opts.settleMs ?? 500;
+  const confirmMs = opts.confirmMs ?? 10_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
   const ledger = opts.ledger;
   const admitter = opts.signer.peerId;
@@ -341,7 +356,15 @@ export async function serveJoin(node: Libp2p, opts: ServeJoinOptions): Promise<J
       return { id: eventId(env), alone };
     });
     if ('error' in made) return made;
-    if (made.id !== null && !made.alone && settleMs > 0) await sleep(settleMs, closed.signal);
+    if (made.id !== null && !made.alone) {
+      // A competing admission reaches us by now, or through the exchange (see the header).
+      const exchanged = opts.sync?.exchangeAll?.({ except: joiner }).catch(() => {});
+      const done = new AbortController(); // ends the confirmMs timer once the exchange is over
+      await Promise.all([
+        settleMs > 0 ? sleep(settleMs, closed.signal) : null,
+        exchanged ? Promise.race([exchanged, sleep(confirmMs, AbortSignal.any([closed.signal, done.signal]))]).finally(() => done.abort()) : null,
+      ]);
+    }
     const member = ledger.member(joiner);
     if (member) return { meshIp: member.meshIp, name: member.name };
     const lost = made.id === null ? null : ledger.reasonOf(made.id);

@@ -84,12 +84,14 @@
 //   type EnvelopeSource = 'push' | 'sync'
 //   interface SyncResult { peer, sent, received, added, inSync, refused }
 //   class LedgerSync {
-//     constructor(node: Libp2p, ledger: Ledger, networkId: string, opts?: LedgerSyncOptions)
+//     constructor(node: Host, ledger: Ledger, networkId: string, opts?: LedgerSyncOptions)
 //     readonly protocol, pushProtocol
 //     start(): Promise<void>; stop(): Promise<void>
 //     publish(env): Promise<number>   adds env to the ledger if new (throws if invalid) and pushes
 //                                      it to every connected member; resolves to how many took it
 //     syncWith(peer: PeerId | string): Promise<SyncResult>   one exchange now
+//     exchangeAll({ except? }): Promise<number>   an exchange started now with every connected
+//                                      member; resolves once all have ended (how many completed)
 //     wake(peer: string, why: string): boolean   a sign of life: dial that member now if we are
 //                                      failing to reach it (true if a dial was brought forward)
 //     missing(peer): boolean           a member we want a connection to and are failing to reach
@@ -98,8 +100,8 @@
 //         envelopes new to this ledger that came from the network (not those given to publish)
 //   }
 import '../util/polyfill.js';
-import type { Libp2p } from 'libp2p';
-import type { Connection, PeerId, Stream } from '@libp2p/interface';
+import type { PeerId, Stream } from '@libp2p/interface';
+import type { Host, HostConnection as Connection } from './host.js';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { eventId, type SignedEnvelope } from './signed.js';
@@ -231,7 +233,7 @@ const isEnd = (v: unknown): boolean => v !== null && typeof v === 'object' && (v
 export class LedgerSync {
   readonly protocol: string;
   readonly pushProtocol: string;
-  readonly #node: Libp2p;
+  readonly #node: Host;
   readonly #ledger: Ledger;
   readonly #log: Logger;
   readonly #gate: ConnectionGate | undefined;
@@ -276,7 +278,7 @@ export class LedgerSync {
   #stopLedger: (() => void) | null = null;
   #abort = new AbortController();
 
-  constructor(node: Libp2p, ledger: Ledger, networkId: string, opts: LedgerSyncOptions = {}) {
+  constructor(node: Host, ledger: Ledger, networkId: string, opts: LedgerSyncOptions = {}) {
     if (!/^[0-9a-f]{32}$/.test(networkId)) throw new TypeError(`network id must be 32 lower-case hex characters, not ${networkId}`);
     this.#node = node;
     this.#ledger = ledger;
@@ -509,6 +511,21 @@ export class LedgerSync {
     const target = typeof peer === 'string' ? peerIdFromString(peer) : peer;
     const dialled = await this.#node.dial(target, { signal: AbortSignal.timeout(this.#dialTimeoutMs) });
     return this.#syncOn(dialled);
+  }
+
+  /**
+   * An exchange started now with every connected member (except `except`), after any running one
+   * on the same connection: once it resolves, each of them has what we hold now, and we have what
+   * each of them held when it answered. The join server waits for it before it trusts the fold
+   * (join.ts). Resolves to how many exchanges completed; failed ones are left out.
+   */
+  async exchangeAll(opts: { except?: string } = {}): Promise<number> {
+    if (!this.#running) return 0;
+    const results = await Promise.allSettled(this.#memberConnections(opts.except).map(async (conn) => {
+      await this.#syncing.get(conn.id)?.catch(() => {});
+      return this.#syncOn(conn);
+    }));
+    return results.filter((r) => r.status === 'fulfilled').length;
   }
 
   /**

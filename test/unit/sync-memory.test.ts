@@ -1,0 +1,96 @@
+// LedgerSync on in-memory hosts (helpers/memory-host.ts): twelve members, beyond fullMeshMax (8),
+// each connected to its ring neighbours only; a grant (the founder's) and a member's new record
+// reach all twelve; a
+// member cut off from everyone misses what is published meanwhile and catches up once its links
+// come back.
+import '../../src/util/polyfill.js';
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { PrivateKey } from '@libp2p/interface';
+import { admission, ledgerWith, newKey, newNet, selfRecord, waitFor, type Net } from './helpers/mesh-fixture.js';
+import { MemoryNetwork, memoryHost, memoryRecord, startMemoryPeer, type MemoryPeer } from './helpers/memory-mesh.js';
+
+const N = 12;
+
+/** N members that know each other's records from the start (as after their joins). */
+async function twelve(t: { after(fn: () => unknown): void }): Promise<{ net: Net; mnet: MemoryNetwork; peers: MemoryPeer[] }> {
+  const net = await newNet();
+  const keys: PrivateKey[] = [net.founderKey];
+  for (let i = 1; i < N; i++) {
+    const k = await newKey();
+    await admission(net, k, `m${i}`);
+    keys.push(k);
+  }
+  const mnet = new MemoryNetwork();
+  t.after(() => mnet.stop());
+  const hosts = await Promise.all(keys.map((k, i) => memoryHost(mnet, k, `m${i}`)));
+  for (let i = 0; i < N; i++) net.ledger.add(await memoryRecord(net, keys[i], `m${i}`, hosts[i]));
+  const everything = [...net.ledger.events(), ...net.ledger.records()];
+  const peers: MemoryPeer[] = [];
+  for (let i = 0; i < N; i++) {
+    const ledger = i === 0 ? net.ledger : ledgerWith(net, everything);
+    peers.push(await startMemoryPeer(net, keys[i], `m${i}`, ledger, hosts[i]));
+  }
+  t.after(() => Promise.all(peers.map((p) => p.stop())));
+  return { net, mnet, peers };
+}
+
+/** The ring of sync.ts: each member wants the two on either side and the one opposite. */
+function ringNeighbours(peers: MemoryPeer[]): (id: string) => Set<string> {
+  const ring = peers.map((p) => p.id).sort();
+  const n = ring.length;
+  return (id) => {
+    const i = ring.indexOf(id);
+    return new Set([1, 2, -1, -2, n / 2].map((d) => ring[(i + d + n) % n]));
+  };
+}
+
+const same = (x: Set<string>, y: Set<string>): boolean => x.size === y.size && [...x].every((v) => y.has(v));
+
+test(`${N} members (beyond fullMeshMax): ring neighbours only, and a grant by one member reaches all`, { timeout: 60_000 }, async (t) => {
+  const { net, peers } = await twelve(t);
+  const wanted = ringNeighbours(peers);
+  await waitFor(() => peers.every((p) => same(p.links(), wanted(p.id))), 20_000, 'every member connected to exactly its five neighbours');
+  for (const p of peers) assert.equal(p.links().size, 5, `${p.name}: five connections of ${N} members`);
+
+  // The founder (only it may grant) grants m9; m0 is connected to its five neighbours only.
+  const target = peers[9].id;
+  assert.ok(!peers.some((p) => p.ledger.isAdmin(target)));
+  await peers[0].sync.publish(await net.signer.sign({ type: 'grant', member: target }, Date.now()));
+  await waitFor(() => peers.every((p) => p.ledger.isAdmin(target)), 10_000, `the grant to reach all ${N} members`);
+  // Any member's own entry too: m6's new record.
+  const m6 = peers[6];
+  const rec = await selfRecord(net, m6.key, 'm6', [...m6.host.addrs, '/memory/m6-second']);
+  await m6.sync.publish(rec);
+  await waitFor(() => peers.every((p) => p.ledger.recordOf(m6.id)?.body.multiaddrs.length === 2), 10_000, `m6's new record to reach all ${N} members`);
+  const digest = peers[0].ledger.digest();
+  for (const p of peers) assert.equal(p.ledger.digest(), digest, `${p.name} converged`);
+});
+
+test('a member cut off from everyone misses what is published, and catches up when its links come back', { timeout: 60_000 }, async (t) => {
+  const { net, mnet, peers } = await twelve(t);
+  const wanted = ringNeighbours(peers);
+  await waitFor(() => peers.every((p) => same(p.links(), wanted(p.id))), 20_000, 'the ring formed');
+
+  const away = peers[7];
+  const rest = peers.filter((p) => p !== away);
+  for (const p of rest) mnet.block(away.host, p.host);
+  assert.equal(away.links().size, 0, 'cut off');
+
+  // Two entries while it is away: the founder's grant, and a member's new record.
+  await peers[0].sync.publish(await net.signer.sign({ type: 'grant', member: peers[3].id }, Date.now()));
+  const m4 = peers[4];
+  await m4.sync.publish(await selfRecord(net, m4.key, 'm4', [...m4.host.addrs, '/memory/m4-second']));
+  const got = (p: MemoryPeer): boolean => p.ledger.isAdmin(peers[3].id) && p.ledger.recordOf(m4.id)?.body.multiaddrs.length === 2;
+  await waitFor(() => rest.every(got), 10_000, 'both entries to reach the members still connected');
+  // It keeps trying (its dials are refused) and learns nothing.
+  await waitFor(() => away.host.dials > 0 && [...wanted(away.id)].some((id) => away.sync.missing(id)), 10_000, 'the cut-off member to fail its dials');
+  assert.ok(!away.ledger.isAdmin(peers[3].id) && away.ledger.recordOf(m4.id)?.body.multiaddrs.length === 1, 'nothing reached it');
+  assert.notEqual(away.ledger.digest(), peers[0].ledger.digest());
+
+  for (const p of rest) mnet.unblock(away.host, p.host);
+  await waitFor(() => away.ledger.digest() === peers[0].ledger.digest(), 15_000, 'the member back to catch up');
+  assert.ok(got(away));
+  // Its neighbours are connected again (members dialled in its place may stay until idle).
+  await waitFor(() => [...wanted(away.id)].every((id) => away.links().has(id)), 15_000, 'its neighbours connected again');
+});
