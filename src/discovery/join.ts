@@ -67,7 +67,7 @@
 //   serveJoin(node: Host, opts: ServeJoinOptions): Promise<JoinServer>   never rejects
 //   interface ServeJoinOptions { ledger, signer: Signer (this member's chain),
 //                                sync?: { publish(env), exchangeAll?({ except }) } (LedgerSync),
-//                                settleMs? (500), confirmMs? (10 s), now?: () => number, logger?,
+//                                settleMs? (500), confirmMs? (5 s), now?: () => number, logger?,
 //                                onAdmit?(env), requestTimeoutMs? }
 //   interface JoinServer { close(): Promise<void> }
 import '../util/polyfill.js';
@@ -216,7 +216,7 @@ export interface ServeJoinOptions {
   sync?: { publish(env: SignedEnvelope): Promise<unknown>; exchangeAll?(opts: { except?: string }): Promise<unknown> };
   /** How long to wait at least for a competing admission before answering; default 500 ms. */
   settleMs?: number;
-  /** How long to wait at most for the exchange with the connected members; default 10 s. */
+  /** How long to wait at most for the exchange with the connected members; default 5 s (the joiner gives up after 15 s). */
   confirmMs?: number;
   now?: () => number;
   logger?: Logger;
@@ -262,7 +262,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
   const log = opts.logger ?? noopLogger;
   const now = opts.now ?? Date.now;
   const settleMs = opts.settleMs ?? 500;
-  const confirmMs = opts.confirmMs ?? 10_000;
+  const confirmMs = opts.confirmMs ?? 5_000;
   const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
   const ledger = opts.ledger;
   const admitter = opts.signer.peerId;
