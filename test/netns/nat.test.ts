@@ -153,8 +153,18 @@ test('a direct path that dies falls back to a relay within 5 s, comes back when 
   await net.cli(a, ['promote', 'bravo']);
   await waitFor(async () => (await net.status(b)).self.admin, 10_000, 'bravo is an administrator');
   await waitFor(async () => (await net.status(c)).peers.find((p) => p.name === 'bravo')?.admin === true, 10_000, 'charlie knows it');
+  // Both ends direct (each side decides its own path; charlie may still have been relayed).
+  await waitFor(async () => {
+    await ping(net.t, c.ns, '10.0.0.2', { count: 1, wait: 1 });
+    return (await pathOf(net, c, b)) === 'direct' && (await pathOf(net, b, c)) === 'direct';
+  }, 45_000, 'direct both ways');
   await a.proc!.kill('SIGKILL');
-  assert.equal((await ping(net.t, b.ns, '10.0.0.3', { count: 5, interval: 0.2, wait: 2 })).received, 5, 'b and c still talk directly');
+  const still = await ping(net.t, b.ns, '10.0.0.3', { count: 5, interval: 0.2, wait: 2 });
+  if (still.received !== 5) {
+    // Once seen in CI (0 of 5) and never reproduced: say what both ends thought.
+    const views = await Promise.all([b, c].map(async (n) => `${n.name}: ${JSON.stringify((await net.status(n)).peers.map((p) => [p.name, p.path, p.endpoint, p.lastHandshake]))}\n${n.proc!.output().split('\n').slice(-40).join('\n')}`));
+    assert.fail(`b and c still talk directly: ${still.received} of 5 answered\n${views.join('\n')}`);
+  }
   await net.cli(b, ['kick', 'charlie']);
   await waitFor(async () => (await net.status(c)).self.meshIp === null, 15_000, 'charlie learns it was kicked, with the founder down');
   process.stdout.write(`# NAT: direct -> relay failover ${failoverMs} ms; relay -> direct ${backMs} ms after unblocking\n`);

@@ -110,18 +110,18 @@ test('full mesh from records, push to every member, anti-entropy after an absenc
   peers.push(a);
   const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { bootstrap: a.addrs });
   peers.push(b);
-  await waitFor(() => a.ledger.recordOf(b.id) !== null, 5_000, "A to learn B's record");
+  await waitFor(() => a.ledger.recordOf(b.id) !== null, 30_000, "A to learn B's record");
 
   // C knows only A. It must end up connected to B: it learns B's record from A (anti-entropy)
   // and dials it, or B learns C's record and dials C.
   const t0 = performance.now();
   const c = await startPeer(net, kc, 'node-c', ledgerWith(net, events), { bootstrap: [a.addrs[0]] });
   peers.push(c);
-  await waitFor(() => connected(c, a), 5_000, 'C connected to A');
+  await waitFor(() => connected(c, a), 30_000, 'C connected to A');
   figures.bootstrapConnect = ms(performance.now() - t0);
-  await waitFor(() => c.ledger.recordOf(b.id) !== null, 5_000, "C to learn B's record");
+  await waitFor(() => c.ledger.recordOf(b.id) !== null, 30_000, "C to learn B's record");
   figures.firstSync = ms(performance.now() - t0);
-  await waitFor(() => connected(c, b) && connected(b, c), 8_000, 'C and B connected (full mesh via records)');
+  await waitFor(() => connected(c, b) && connected(b, c), 30_000, 'C and B connected (full mesh via records)');
   figures.fullMesh = ms(performance.now() - t0);
   // One connection per pair: the smaller peer id dials, the larger waits.
   await new Promise((r) => setTimeout(r, 400));
@@ -149,7 +149,7 @@ test('full mesh from records, push to every member, anti-entropy after an absenc
   // with its old ledger and gets them on reconnection.
   const bLedger = b.ledger;
   await b.stop();
-  await waitFor(() => !connected(a, b) && !connected(c, b), 5_000, 'B gone');
+  await waitFor(() => !connected(a, b) && !connected(c, b), 30_000, 'B gone');
   const kd = await newKey();
   const late = [...await admission(net, kd, 'node-d'), await selfRecord(net, net.founderKey, 'founder', a.addrs)];
   for (const e of late) await a.sync.publish(e);
@@ -157,11 +157,11 @@ test('full mesh from records, push to every member, anti-entropy after an absenc
   const t2 = performance.now();
   const b2 = await startPeer(net, kb, 'node-b', bLedger, { bootstrap: [a.addrs[0]], publishRecord: false, listen: LOOPBACK });
   peers.push(b2);
-  await waitFor(() => bLedger.isMember(idOf(kd)) && bLedger.digest() === a.ledger.digest(), 5_000, 'B to catch up by anti-entropy');
+  await waitFor(() => bLedger.isMember(idOf(kd)) && bLedger.digest() === a.ledger.digest(), 30_000, 'B to catch up by anti-entropy');
   figures.antiEntropyCatchUp = ms(performance.now() - t2);
   // B's new addresses reach A and C; C reconnects to B through B's new record.
   await b2.sync.publish(await selfRecord(net, kb, 'node-b', b2.addrs));
-  await waitFor(() => connected(c, b2), 8_000, 'C reconnected to B at its new address');
+  await waitFor(() => connected(c, b2), 30_000, 'C reconnected to B at its new address');
 });
 
 test('a revoked member is hung up on and cannot come back', async (t) => {
@@ -223,7 +223,7 @@ test('sync: a non-member gets nothing, its envelopes are still read; garbage is 
   const ks = await newKey();
   const s = await startPeer(net, ks, 'stranger', ledgerWith(net, net.base), { bootstrap: a.addrs, publishRecord: false });
   peers.push(s);
-  await waitFor(() => connected(s, a), 5_000, 'stranger connected');
+  await waitFor(() => connected(s, a), 30_000, 'stranger connected');
   const r: SyncResult = await s.sync.syncWith(a.id);
   assert.equal(r.refused, true, 'A refuses to send its ledger to a non-member');
   assert.equal(r.received, 0);
@@ -274,7 +274,7 @@ test('a peer that stays a non-member is hung up on after the grace period', asyn
   const ks = await newKey();
   const s = await startPeer(net, ks, 'stranger', ledgerWith(net, net.base), { bootstrap: a.addrs, publishRecord: false });
   t.after(() => s.stop());
-  await waitFor(() => connected(a, s), 5_000, 'stranger connected');
+  await waitFor(() => connected(a, s), 30_000, 'stranger connected');
   await new Promise((r) => setTimeout(r, 150));
   assert.ok(connected(a, s), 'still connected within the grace period');
   await waitFor(() => !connected(a, s), 2_000, 'A to hang up on the stranger');
@@ -290,11 +290,11 @@ test('backoff and signs of life: a member back after failed dials is dialled on 
   const b = await startPeer(net, kb, 'node-b', ledgerWith(net, events), { bootstrap: a.addrs });
   const c = await startPeer(net, kc, 'node-c', ledgerWith(net, events), { bootstrap: a.addrs });
   nodes.push(b, c);
-  await waitFor(() => connected(a, b) && connected(a, c) && a.ledger.recordOf(b.id) !== null && a.ledger.recordOf(c.id) !== null, 8_000, 'A connected to B and C with their records');
+  await waitFor(() => connected(a, b) && connected(a, c) && a.ledger.recordOf(b.id) !== null && a.ledger.recordOf(c.id) !== null, 30_000, 'A connected to B and C with their records');
   const ports = [b, c].map((p) => /\/tcp\/(\d+)/.exec(p.addrs[0])![1]);
   await b.stop();
   await c.stop();
-  await waitFor(() => !connected(a, b) && !connected(a, c), 5_000, 'B and C gone');
+  await waitFor(() => !connected(a, b) && !connected(a, c), 30_000, 'B and C gone');
   // A's dials to both fail (nothing listens: refused at once), and it backs off for 10-20 s.
   await new Promise((r) => setTimeout(r, 1_500));
 
@@ -357,7 +357,7 @@ test('beyond fullMeshMax a member connects to its ring neighbours only; entries 
   // An entry published by one member reaches all of them through the neighbours.
   const g = await net.signer.sign({ type: 'grant', member: peers[3].id }, Date.now());
   await a.sync.publish(g);
-  await waitFor(() => peers.every((p) => p.ledger.isAdmin(peers[3].id)), 5_000, 'the grant to reach every member');
+  await waitFor(() => peers.every((p) => p.ledger.isAdmin(peers[3].id)), 30_000, 'the grant to reach every member');
 
   // A member goes away: its neighbours want the next one along the ring, and entries still reach everyone.
   const gone = peers.find((p) => p !== a && wanted(a.id).has(p.id))!;
