@@ -18,7 +18,8 @@
 //     learnt of us yet are refused), and when it probes us: back to direct as soon as one works;
 //   - a member on a direct path that probes us while we have no recent handshake with it, unless
 //     we evaluated it in the last 30 s (two idle members would otherwise probe each other for ever:
-//     each probe is a hint to the other side);
+//     each probe is a hint to the other side); a member we reach through a relay (also one our
+//     endpoint roamed onto: its packets came through a relay), whenever it probes us;
 //   - a relay allocation is renewed every 5 minutes while in use.
 //
 // Exported API:
@@ -139,11 +140,15 @@ export class PathFinder {
   hint(hex: string): void {
     const st = this.states.get(hex);
     const v = this.deps.view(hex);
-    if (!st || (v?.endpoint && !this.deps.isVirtual(v.endpoint) && recent(v.lastHandshakeMs))) return;
+    const direct = v?.endpoint != null && !this.deps.isVirtual(v.endpoint);
+    if (!st || (direct && recent(v!.lastHandshakeMs))) return;
     // A member on a direct path we evaluated moments ago: its probe is most likely its answer to
     // ours (or ours to its). Evaluating again would probe it again, and two idle members (no
-    // recent handshake, nothing wrong) would go on probing each other for ever.
-    if (st.relay === null && st.decided !== null && (st.evaluating || this.now() - st.lastEval < HINT_QUIET_MS)) return;
+    // recent handshake, nothing wrong) would go on probing each other for ever. "Direct" is where
+    // WireGuard sends now, not what we decided: a member whose packets came through a relay has
+    // our endpoint roamed onto that relay, and its probe (it found direct again) must be heard,
+    // also mid-evaluation (queued), or both ends stay relayed until the next upgrade try.
+    if (direct && (st.evaluating || this.now() - st.lastEval < HINT_QUIET_MS)) return;
     this.evaluate(hex, 'probed by it');
   }
 

@@ -135,3 +135,42 @@ test('with UDP blocked, members are reached over libp2p streams: directly when c
   await w.settle();
   assert.equal(formatEndpoint(w.views.get('c')!.endpoint!), '198.20.4.2:51820');
 });
+
+test('a probe from a member on a direct path evaluated moments ago is no news (two idle members would probe each other for ever)', async () => {
+  const w = world();
+  const b: PeerView = { endpoint: ep('198.20.3.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: Date.now() - 200_000 }; // idle: its session long gone
+  w.views.set('b', b);
+  w.answering.add('198.20.3.2:51820');
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('198.20.3.2:51820')] }]);
+  await w.settle();
+  const n = w.probes.length;
+  w.finder.hint('b');
+  await w.settle();
+  assert.equal(w.probes.length, n, 'its probe answered ours: nothing to do');
+  await w.advance(31_000);
+  const m = w.probes.length;
+  w.finder.hint('b');
+  await w.settle();
+  assert.ok(w.probes.length > m, 'later, a probe is worth an evaluation again');
+});
+
+test('a member whose traffic came through a relay (our endpoint roamed onto it) is evaluated when it probes us, also mid-evaluation', async () => {
+  // Seen in the NAT test: both ends direct, the direct path blocked and unblocked; one end
+  // found direct again while the other's evaluation, started while blocked, chose a relay; the
+  // first end's endpoint then roamed onto the relay too, and both stayed relayed.
+  const w = world();
+  const b: PeerView = { endpoint: ep('198.20.3.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: 0 };
+  w.views.set('b', b);
+  w.answering.add('198.20.3.2:51820');
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('198.20.3.2:51820')] }]);
+  await w.settle();
+  assert.equal(formatEndpoint(w.finder.decision('b')!), '198.20.3.2:51820');
+  // Its packets now come through a relay: WireGuard follows them (roaming).
+  b.endpoint = V;
+  w.answering.clear();
+  w.finder.hint('b'); // evaluates: nothing answers (yet)
+  w.answering.add('198.20.3.2:51820'); // the direct path works again, and it probes us
+  w.finder.hint('b'); // mid-evaluation: queued, not dropped
+  for (let i = 0; i < 10; i++) await w.settle();
+  assert.equal(formatEndpoint(b.endpoint!), '198.20.3.2:51820', 'direct again at once, not 30 s later');
+});
