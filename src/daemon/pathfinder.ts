@@ -11,7 +11,8 @@
 // When it evaluates (a few probes each time, and only for members that need it: idle members cost
 // nothing):
 //   - a member appears, or advertises other candidates;
-//   - a member we never had a handshake with, every 10 s;
+//   - a member we never had a handshake with: after 10 s, then twice as long each time, up to
+//     every 10 minutes (most pairs in a large mesh never exchange a packet);
 //   - traffic goes to a member and nothing comes back for 2 s (a path that died): at most every
 //     3 s. This is what moves a dead direct path to a relay within 5 s;
 //   - a relayed member, every 30 s (every 3 s in its first 20 s: probes to a member that has not
@@ -82,6 +83,8 @@ interface State {
   /** Asked to evaluate while an evaluation ran: once more when it ends (with this reason). */
   again: string | null;
   lastEval: number;
+  /** How long until the next "no handshake yet" try: doubles each time, to NEVER_MET_MAX_MS. */
+  neverMetEvery: number;
   since: number; // when we first knew the member
   tx: number[]; // last three samples, one per tick
   rx: number[];
@@ -94,6 +97,7 @@ const EVAL_MIN_MS = 3_000;
 /** A probe from a member on a direct path within this long of our last evaluation is no news. */
 const HINT_QUIET_MS = 30_000;
 const NEVER_MET_RETRY_MS = 10_000;
+const NEVER_MET_MAX_MS = 10 * 60_000;
 const UPGRADE_MS = 30_000;
 /** A member this recent, relayed, is tried direct every EVAL_MIN_MS. */
 const NEW_MEMBER_MS = 20_000;
@@ -117,13 +121,14 @@ export class PathFinder {
       const key = peer.candidates.map(formatEndpoint).join(',');
       const st = this.states.get(peer.hex);
       if (!st) {
-        this.states.set(peer.hex, { peer, key, decided: null, relay: null, renewedAt: 0, evaluating: false, again: null, lastEval: -Infinity, since: this.now(), tx: [], rx: [] });
+        this.states.set(peer.hex, { peer, key, decided: null, relay: null, renewedAt: 0, evaluating: false, again: null, lastEval: -Infinity, neverMetEvery: NEVER_MET_RETRY_MS, since: this.now(), tx: [], rx: [] });
         this.evaluate(peer.hex, 'new member');
       } else {
         st.peer = peer;
         if (st.key !== key) {
           st.key = key;
           st.lastEval = -Infinity;
+          st.neverMetEvery = NEVER_MET_RETRY_MS;
           this.evaluate(peer.hex, 'new candidates');
         }
       }
@@ -165,7 +170,10 @@ export class PathFinder {
       const got = st.rx.length > DEAD_AFTER_TICKS ? st.rx[st.rx.length - 1] - st.rx[0] : 1;
       if (sent > UNANSWERED_BYTES && got === 0 && now - st.lastEval >= EVAL_MIN_MS) {
         this.evaluate(hex, 'traffic unanswered');
-      } else if (v.lastHandshakeMs === 0 && now - st.since >= EVAL_MIN_MS && now - st.lastEval >= NEVER_MET_RETRY_MS) {
+      } else if (v.lastHandshakeMs === 0 && now - st.since >= EVAL_MIN_MS && now - st.lastEval >= st.neverMetEvery) {
+        // Most pairs in a large mesh never exchange a packet: trying them every 10 s for ever
+        // would make idle work grow with the mesh. Each try waits twice as long as the last.
+        st.neverMetEvery = Math.min(st.neverMetEvery * 2, NEVER_MET_MAX_MS);
         this.evaluate(hex, 'no handshake yet');
       } else if (relayed && now - st.since < NEW_MEMBER_MS && now - st.lastEval >= EVAL_MIN_MS) {
         // Probes to a member that has only just learnt of us are refused (it has no key for us

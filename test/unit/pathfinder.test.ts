@@ -174,3 +174,26 @@ test('a member whose traffic came through a relay (our endpoint roamed onto it) 
   for (let i = 0; i < 10; i++) await w.settle();
   assert.equal(formatEndpoint(b.endpoint!), '198.20.3.2:51820', 'direct again at once, not 30 s later');
 });
+
+test('a member never met (no traffic, no handshake) is tried less and less often, not every 10 s for ever', async () => {
+  const w = world();
+  w.views.set('b', { endpoint: ep('198.20.3.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: 0 });
+  w.answering.add('198.20.3.2:51820');
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('198.20.3.2:51820')] }]);
+  await w.settle();
+  const first = w.probes.length;
+  await w.advance(120_000);
+  const inTwoMinutes = w.probes.length - first;
+  assert.ok(inTwoMinutes >= 2 && inTwoMinutes <= 4, `tried after 10, 30 and 70 s: ${inTwoMinutes} probes`);
+  const before = w.probes.length;
+  await w.advance(30 * 60_000);
+  const inHalfAnHour = w.probes.length - before;
+  assert.ok(inHalfAnHour <= 5, `then at most every 10 minutes: ${inHalfAnHour} probes in half an hour (every 10 s would be 180)`);
+  // New candidates (it moved): tried again soon.
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('198.20.3.9:51820')] }]);
+  w.answering.add('198.20.3.9:51820');
+  await w.settle();
+  const moved = w.probes.length;
+  await w.advance(11_000);
+  assert.ok(w.probes.length > moved, 'a member with new candidates starts over at 10 s');
+});
