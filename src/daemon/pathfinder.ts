@@ -153,7 +153,9 @@ export class PathFinder {
     // WireGuard sends now, not what we decided: a member whose packets came through a relay has
     // our endpoint roamed onto that relay, and its probe (it found direct again) must be heard,
     // also mid-evaluation (queued), or both ends stay relayed until the next upgrade try.
-    if (direct && (st.evaluating || this.now() - st.lastEval < HINT_QUIET_MS)) return;
+    // And only a path we found: a member we have no path to yet (its first probes refused us: it
+    // did not know us yet) is evaluated as soon as it probes us.
+    if (direct && st.relay === null && st.decided !== null && (st.evaluating || this.now() - st.lastEval < HINT_QUIET_MS)) return;
     this.evaluate(hex, 'probed by it');
   }
 

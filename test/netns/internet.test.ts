@@ -167,6 +167,8 @@ test('strangers on the internet sending STUN, forged probes and relay frames to 
   await net.cli(a, ['init']);
   for (const n of [b, c]) await net.cli(n, ['join', await net.invite(a)]);
   await net.fullMesh(30_000);
+  // Three public servers: every path is direct before the strangers come.
+  await waitFor(async () => (await net.status(a)).peers.every((p) => p.path === 'direct'), 30_000, 'direct paths from alpha');
   const before = await wgDump(net.t, a.ns, a.ifname);
   const keys = before.map((p) => p.publicKey);
   // A stranger on its own public subnet, sending from its own address.

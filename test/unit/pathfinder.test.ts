@@ -197,3 +197,19 @@ test('a member never met (no traffic, no handshake) is tried less and less often
   await w.advance(11_000);
   assert.ok(w.probes.length > moved, 'a member with new candidates starts over at 10 s');
 });
+
+test('a member we found no path to yet (its first probes refused us) is evaluated as soon as it probes us', async () => {
+  const w = world();
+  w.setRelayOk(false);
+  // The reconciler has put its best candidate in place; nothing answers yet and no relay helps.
+  const b: PeerView = { endpoint: ep('192.168.60.2:51820'), rxBytes: 0, txBytes: 0, lastHandshakeMs: 0 };
+  w.views.set('b', b);
+  w.finder.setPeers([{ hex: 'b', peerId: 'B', candidates: [ep('192.168.60.2:51820')] }]);
+  await w.settle();
+  assert.equal(w.finder.decision('b'), null, 'no path yet');
+  // It learns of us and probes: its probe is news.
+  w.answering.add('192.168.60.2:51820');
+  w.finder.hint('b');
+  for (let i = 0; i < 5; i++) await w.settle();
+  assert.equal(formatEndpoint(w.finder.decision('b')!), '192.168.60.2:51820', 'found at once, not after the 10 s retry');
+});
