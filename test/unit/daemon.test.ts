@@ -18,6 +18,7 @@ import type { DaemonComponents } from '../../src/daemon/components.js';
 import { formatPrefix } from '../../src/wg/prefix.js';
 import { FakeKernel } from './helpers/fake-kernel.js';
 import { MemoryTuns } from './helpers/memory-tun.js';
+import { ipv4 } from './wire.js';
 import { PATIENT_MONITOR } from './helpers/mesh-fixture.js';
 
 /** LOG=1 prints what the daemons log (debug and up). */
@@ -31,26 +32,6 @@ async function waitFor<T>(what: string, get: () => T | null | undefined | false,
     if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-}
-
-/** An IPv4/UDP packet (header checksum set; the UDP checksum 0, which IPv4 allows). */
-function ipv4Udp(src: string, dst: string, payload: Buffer): Buffer {
-  const p = Buffer.alloc(28 + payload.length);
-  p[0] = 0x45;
-  p.writeUInt16BE(p.length, 2);
-  p[8] = 64;
-  p[9] = 17;
-  Buffer.from(src.split('.').map(Number)).copy(p, 12);
-  Buffer.from(dst.split('.').map(Number)).copy(p, 16);
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) sum += p.readUInt16BE(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  p.writeUInt16BE(~sum & 0xffff, 10);
-  p.writeUInt16BE(40000, 20);
-  p.writeUInt16BE(9, 22);
-  p.writeUInt16BE(8 + payload.length, 24);
-  payload.copy(p, 28);
-  return p;
 }
 
 const ipOf = (b: Buffer, at: number) => [...b.subarray(at, at + 4)].join('.');
@@ -126,8 +107,8 @@ test('daemon: init, invite, join over loopback; addresses, peers, a packet throu
   // A packet into A's TUN for B's mesh address comes out of B's TUN: real WireGuard over loopback UDP.
   const marker = Buffer.from(`hello from a ${Date.now()}`);
   const arrived = b.tuns.get('mtB').next((p) => p.length >= 28 && ipOf(p, 16) === '10.0.0.2' && p.subarray(28).equals(marker), 30_000);
-  const sender = setInterval(() => a.tuns.get('mtA').inject(ipv4Udp('10.0.0.1', '10.0.0.2', marker)), 1_000);
-  a.tuns.get('mtA').inject(ipv4Udp('10.0.0.1', '10.0.0.2', marker));
+  const sender = setInterval(() => a.tuns.get('mtA').inject(ipv4('10.0.0.1', '10.0.0.2', marker)), 1_000);
+  a.tuns.get('mtA').inject(ipv4('10.0.0.1', '10.0.0.2', marker));
   try {
     const packet = await arrived;
     assert.equal(ipOf(packet, 12), '10.0.0.1');
