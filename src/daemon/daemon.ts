@@ -20,6 +20,7 @@ import { addrFromString, formatEndpoint, parseEndpoint, type Endpoint } from '..
 import type { Timings } from '../wg/constants.js';
 import { Store } from '../store/store.js';
 import { ControlServer } from '../control/server.js';
+import { StartupSteps } from './startup.js';
 import { checkPorts } from './ports.js';
 import { checkedHandlers, type MethodHandlers } from '../control/methods.js';
 import { isLinkLocal } from '../routes/kernel.js';
@@ -201,6 +202,8 @@ export class Daemon {
   private seq = 0;
   /** ICMP echo through the tunnel, for status's latency; null without a raw socket. */
   private prober: TunnelProber | null = null;
+  /** While the daemon starts: the step it is in (startup.ts); null once up. */
+  private startup: StartupSteps | null = null;
   private readonly probes = new ProbeSchedule();
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -261,7 +264,10 @@ export class Daemon {
   /** Starts the daemon; `components` replace the real TUN, kernel, UAPI directory... (components.ts). */
   static async start(opts: DaemonOptions, given: Partial<DaemonComponents> = {}): Promise<Daemon> {
     const components: DaemonComponents = { ...defaultComponents(), ...given };
+    const steps = new StartupSteps(opts.logger);
+    steps.at('checking the ports');
     await checkPorts(opts); // a taken port: one line naming its option, before anything is set up
+    steps.at('opening the store');
     const store = await Store.open(opts.stateDir, { logger: opts.logger.child({ component: 'store' }) });
     try {
       let raw = await store.getIdentity();
@@ -286,13 +292,16 @@ export class Daemon {
         floor: typeof floor === 'string' ? Buffer.from(floor, 'base64') : null,
         reserve: (f) => void store.setSettings({ tai64nFloor: f.toString('base64') }).catch((err: Error) => opts.logger.error({ err: err.message }, 'cannot store the handshake timestamp floor')),
       });
+      steps.at('opening the WireGuard interface');
       const engine = await Engine.open({ ifname: opts.ifname, datapath: opts.datapath, timings: opts.timings, listenPort: opts.listenPort, logger: opts.logger.child({ component: 'wg' }), onInterfaceGone: opts.onInterfaceGone, bind, stamps, openTun: components.openTun });
       device = engine.device;
       paths.setIdentity(Buffer.from(wgKey));
       await engine.apply({ privateKey: Buffer.from(wgKey), replacePeers: false, peers: [] });
+      steps.at('listening on the UAPI socket');
       const uapi = await UapiServer.listen(opts.ifname, new ReadOnly(engine), { logger: opts.logger.child({ component: 'uapi' }), dir: components.uapiDir });
       const name = sanitizeName(opts.name ?? hostname());
       const daemon = new Daemon(opts, store, identity, engine, paths, uapi, name, components);
+      daemon.startup = steps;
       const routes = (await store.getSettings<{ advertisedRoutes: AdvertisedRoute[] }>()).advertisedRoutes;
       daemon.advertisedRoutes = Array.isArray(routes) ? routes.filter((r) => typeof r?.prefix === 'string').map((r) => ({ prefix: r.prefix, snat: r.snat !== false })) : [];
       const exit = (await store.getSettings<{ exitNode: { peerId: string; allowLan: boolean } | null }>()).exitNode;
@@ -305,10 +314,13 @@ export class Daemon {
       }
       const network = await store.getNetwork();
       if (network) await daemon.resume(network);
+      steps.at('listening on the control socket');
       daemon.control = await ControlServer.listen(joinPath(opts.stateDir, 'meshd.sock'), checkedHandlers(daemon.handlers()), opts.logger.child({ component: 'control' }));
-      opts.logger.info({ peerId: daemon.peerId, node: name, network: network?.name ?? null, meshIp: daemon.meshIp }, 'meshd daemon up');
+      daemon.startup = null;
+      opts.logger.info({ peerId: daemon.peerId, node: name, network: network?.name ?? null, meshIp: daemon.meshIp, ms: steps.done() }, 'meshd daemon up');
       return daemon;
     } catch (err) {
+      steps.done();
       await store.close();
       throw err;
     }
@@ -952,6 +964,7 @@ export class Daemon {
     const bootstrap = ledger.members().flatMap((m) => (m.peerId === this.peerId ? [] : (m.record?.multiaddrs ?? [])));
     const joined = node !== null;
     try {
+      this.startup?.at('starting the libp2p node');
       this.node = node ?? (await this.createNode(network, bootstrap));
       this.finder = this.createPathFinder();
       this.paths.onProbe = (hex) => {
@@ -970,12 +983,15 @@ export class Daemon {
       this.names = this.createNameServer(network);
       // Address and WireGuard peers first: that is what a joiner waits for, and starting the sync
       // sets off connections to every member, which then compete for the CPU.
+      this.startup?.at('setting the address and the WireGuard peers');
       await this.onLedgerChange();
       if (this.network !== network) return; // the ledger says we are not a member: forgotten
+      this.startup?.at('checking the multicast route');
       await this.ensureMulticast();
       const lan = (this.node as MeshNode).services.lan;
       this.sync = new LedgerSync(this.node, ledger, network.id, { logger: this.log.child({ component: 'sync' }), throughMesh: true, discover: () => void lan?.query() });
       this.sync.onEnvelope((env) => void this.persist([env]));
+      this.startup?.at('starting the ledger sync and the join, relay and stream services');
       await this.sync.start();
       this.joinServer = await serveJoin(this.node, { ledger, signer: this.signer!, sync: this.sync, settleMs: this.opts.settleMs ?? 500, logger: this.log.child({ component: 'join' }) });
       ledger.onChange(() => this.inBackground('applying a ledger change', this.onLedgerChange()));
@@ -991,7 +1007,9 @@ export class Daemon {
         this.paths.allocations.prune();
       }, 1000));
       // A joiner's record went out with its admission; after a restart the endpoints may be new.
+      this.startup?.at('publishing our record');
       if (!joined) await this.publishRecord();
+      this.startup?.at('starting the probes and monitors');
       this.probeMembers();
       this.timers.push(setInterval(() => this.probeMembers(), PROBE_INTERVAL_MS));
       this.timers.push(setInterval(() => this.inBackground('publishing our record', this.refreshRecord()), 30_000));

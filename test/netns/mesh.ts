@@ -42,7 +42,10 @@ export class MeshNet {
     this.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
     const proc = node.proc;
     // The socket file may be a stale one of a killed daemon: wait until the new daemon answers.
-    await waitFor(async () => !proc.alive() || (existsSync(join(node.stateDir, 'meshd.sock')) && (await this.status(node).then(() => true, () => false))), 20_000, `daemon ${node.name}`);
+    await waitFor(async () => !proc.alive() || (existsSync(join(node.stateDir, 'meshd.sock')) && (await this.status(node).then(() => true, () => false))), 20_000, `daemon ${node.name}`).catch((err: Error) => {
+      // The daemon logs the step it is stuck in (src/daemon/startup.ts): show it.
+      throw new Error(`${err.message}; its output:\n${proc.output().slice(-4000)}`);
+    });
     if (!proc.alive()) throw new Error(`daemon ${node.name} exited: ${proc.output()}`);
   }
 
