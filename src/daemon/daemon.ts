@@ -80,6 +80,8 @@ export interface ClientRow {
 
 /** How often status's latency is measured: one ICMP echo per member through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
+/** How long a joiner waits for the admitting member's answer. */
+const JOIN_ANSWER_MS = 30_000;
 /** How long the first `meshd status` after a quiet spell waits for fresh latency figures. */
 const FRESH_WAIT_MS = 500;
 
@@ -204,6 +206,7 @@ export class Daemon {
   private prober: TunnelProber | null = null;
   /** While the daemon starts: the step it is in (startup.ts); null once up. */
   private startup: StartupSteps | null = null;
+  private peerIdOf: { identity: PrivateKey; id: string } | null = null;
   private readonly probes = new ProbeSchedule();
   private timers: NodeJS.Timeout[] = [];
   private stopping = false;
@@ -257,8 +260,10 @@ export class Daemon {
     return this.opts.logger;
   }
 
+  /** Our peer id (derived once per identity: it is asked for per member in loops). */
   get peerId(): string {
-    return peerIdFromPrivateKey(this.identity).toString();
+    if (this.peerIdOf?.identity !== this.identity) this.peerIdOf = { identity: this.identity, id: peerIdFromPrivateKey(this.identity).toString() };
+    return this.peerIdOf.id;
   }
 
   /** Starts the daemon; `components` replace the real TUN, kernel, UAPI directory... (components.ts). */
@@ -738,7 +743,10 @@ export class Daemon {
     try {
       const t1 = performance.now();
       const self = await this.selfRecord(network);
-      const result = await joinNetwork(node, invite, self, { timeoutMs: 15_000 });
+      // Connecting gets 15 s; the answer 30 s: an admitting member answers after a two-way
+      // exchange with every member it is connected to (join.ts), which in a large mesh during a
+      // join storm took over 15 s here. The CLI waits 60 s for the whole join.
+      const result = await joinNetwork(node, invite, self, { timeoutMs: 15_000, answerMs: JOIN_ANSWER_MS });
       const t2 = performance.now();
       const ledger = new Ledger(network);
       ledger.addAll(result.envelopes);

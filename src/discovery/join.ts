@@ -59,7 +59,7 @@
 // Exported API:
 //   JOIN_PROTOCOL = '/meshd/join/2'
 //   class JoinError extends Error { code: 'refused' | 'unreachable' | 'timeout' | 'protocol' }
-//   join(node: Host, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?: number })
+//   join(node: Host, invite: Invite, selfRecord: SignedEnvelope, opts?: { timeoutMs?, answerMs? })
 //       : Promise<{ meshIp, name, envelopes, via }>
 //       dials invite.bootstrap concurrently, staggered (dialer.ts; loopback addresses last); the
 //       first member that answers decides. Throws JoinError, whose message names every address
@@ -131,19 +131,19 @@ export async function join(
   node: Host,
   invite: Invite,
   selfRecord: SignedEnvelope,
-  opts: { timeoutMs?: number } = {},
+  opts: { timeoutMs?: number; answerMs?: number } = {},
 ): Promise<JoinResult> {
   const timeoutMs = opts.timeoutMs ?? 15_000;
+  const answerMs = opts.answerMs ?? timeoutMs;
   const self = node.peerId.toString();
   if (selfRecord.by !== self) throw new JoinError('protocol', 'the record must be signed by this node');
   const targets = dialOrder(invite.bootstrap.filter((a) => peerOf(a) !== self));
   if (targets.length === 0) throw new JoinError('unreachable', 'the invite lists no member to ask (no bootstrap addresses)');
 
   // Every address at once, staggered (dialer.ts): an unreachable one costs only its own attempt.
-  const signal = AbortSignal.timeout(timeoutMs);
   let dialled;
   try {
-    dialled = await dialFirst(node, targets, { timeoutMs, signal });
+    dialled = await dialFirst(node, targets, { timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     if (err instanceof DialFailedError) {
       throw new JoinError('unreachable', `no member of the network could be reached; tried ${err.tried}`);
@@ -151,11 +151,13 @@ export async function join(
     throw err;
   }
   const addr = dialled.addr;
+  // Connected: the member now has answerMs to take the join and answer it.
+  const signal = AbortSignal.timeout(answerMs);
   let stream: Stream;
   try {
     stream = await dialled.conn.newStream(JOIN_PROTOCOL, { signal });
   } catch (err) {
-    if (signal.aborted) throw new JoinError('timeout', `${hostPortOf(addr)} connected but did not answer within ${timeoutMs} ms`);
+    if (signal.aborted) throw new JoinError('timeout', `${hostPortOf(addr)} connected but did not answer within ${answerMs} ms`);
     throw new JoinError('protocol', `${hostPortOf(addr)} does not take joins: ${(err as Error).message}`);
   }
   // A member answered: its answer decides (another member would judge the invite the same).
@@ -165,12 +167,12 @@ export async function join(
     await frames.write({ invite: invite.envelope, proof, record: selfRecord }, signal);
     const sent = Date.now();
     const result = await readReply(frames, signal, sent);
-    await frames.close();
+    await frames.close(signal);
     return { ...result, via: addr };
   } catch (err) {
     frames.abort(err as Error);
     if (err instanceof JoinError) throw err;
-    if (signal.aborted) throw new JoinError('timeout', `no answer from ${hostPortOf(addr)} within ${timeoutMs} ms`);
+    if (signal.aborted) throw new JoinError('timeout', `no answer from ${hostPortOf(addr)} within ${answerMs} ms`);
     throw new JoinError('protocol', `bad answer from ${hostPortOf(addr)}: ${(err as Error).message}`);
   }
 }
@@ -291,7 +293,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
         if (!(err instanceof Refusal)) throw err;
         log.info({ joiner, error: err.message }, 'join refused');
         await frames.write({ ok: false, error: err.message, now: now() }, signal);
-        await frames.close();
+        await frames.close(signal);
         return;
       }
       const outcome = await admitJoiner(request, joiner);
@@ -307,7 +309,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
         await frames.write({ end: true }, signal);
         log.info({ joiner, meshIp: outcome.meshIp, member: outcome.name, envelopes: envelopes.length, ms: Math.round(performance.now() - started) }, 'admitted a new member');
       }
-      await frames.close();
+      await frames.close(signal);
     } catch (err) {
       log.debug({ joiner, err: (err as Error).message }, 'join stream failed');
       frames.abort(err as Error);

@@ -41,7 +41,7 @@
 //   peerOf(multiaddr: string): string | null                     the /p2p/ peer id it ends with
 //   isLoopbackAddr(multiaddr: string): boolean;  dialOrder(addrs): addrs, loopback last
 //   class FrameStream { bytesRead; read(signal?): Promise<unknown>; write(value, signal?);
-//                       writeMany(values, signal?); close(); abort(err) }
+//                       writeMany(values, signal?); close(signal?); abort(err) }
 //   class FrameError extends Error
 import '../util/polyfill.js';
 import { createHash } from 'node:crypto';
@@ -99,8 +99,13 @@ export type MeshServices = {
   lan?: LanDiscovery;
 };
 
-/** How often the connection monitor pings each connection (libp2p's default: 10 s). */
-const CONNECTION_PING_MS = 30_000;
+/**
+ * How often the connection monitor pings each connection (libp2p's default: 10 s). Each ping is a
+ * new stream both ends negotiate and record in their peer stores: at 30 s it was half of an idle
+ * member's CPU (issue 11). A link gone dark is found sooner by what uses it: a push or a sync that
+ * times out closes its connection (sync.ts), and anti-entropy syncs a connection every 60 s.
+ */
+const CONNECTION_PING_MS = 120_000;
 
 export type MeshNode = Libp2p<MeshServices>;
 
@@ -274,12 +279,16 @@ export class FrameStream {
     await this.#lp.writeV(frames, signal ? { signal } : undefined);
   }
 
-  /** Graceful: flushes what was written, then closes our writing half. */
-  async close(): Promise<void> {
+  /**
+   * Graceful: flushes what was written, then closes our writing half. A close that fails aborts
+   * the stream; one cut short by `signal` (a connection gone dark never acknowledges) also throws.
+   */
+  async close(signal?: AbortSignal): Promise<void> {
     try {
-      await this.stream.close();
+      await this.stream.close(signal ? { signal } : undefined);
     } catch {
       this.stream.abort(new Error('close failed'));
+      if (signal?.aborted) throw new FrameError('timed out closing the stream');
     }
   }
 

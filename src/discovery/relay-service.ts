@@ -50,11 +50,12 @@ export async function serveRelay(node: Libp2p, policy: RelayPolicy, logger: Logg
   const handle = async (stream: Stream, conn: Connection): Promise<void> => {
     const frames = new FrameStream(stream, MAX_FRAME);
     const asker = conn.remotePeer.toString();
+    const signal = AbortSignal.timeout(5_000);
     try {
-      const reply = answer(asker, await frames.read(AbortSignal.timeout(5_000)));
+      const reply = answer(asker, await frames.read(signal));
       logger.debug({ asker, reply }, 'relay request');
-      await frames.write(reply);
-      await frames.close();
+      await frames.write(reply, signal);
+      await frames.close(signal);
     } catch (err) {
       frames.abort(err as Error);
     }
@@ -70,7 +71,7 @@ export async function requestRelay(node: Libp2p, relay: string, to: string, time
   try {
     await frames.write({ to }, signal);
     const reply = (await frames.read(signal)) as { ok?: unknown; ttlMs?: unknown; error?: unknown } | null;
-    await frames.close();
+    await frames.close(signal);
     if (reply?.ok === true && typeof reply.ttlMs === 'number') return reply.ttlMs;
     throw new Error(typeof reply?.error === 'string' ? reply.error.slice(0, 200) : 'malformed answer');
   } catch (err) {

@@ -76,7 +76,7 @@
 //
 // Exported API:
 //   pushProtocol(networkId): string;  syncProtocol(networkId): string
-//   interface LedgerSyncOptions { logger?, gate?, maxFrameBytes?, maxSyncBytes?, syncTimeoutMs?,
+//   interface LedgerSyncOptions { logger?, gate?, maxFrameBytes?, maxSyncBytes?, syncTimeoutMs?, pushTimeoutMs?,
 //                                 meshIntervalMs?, backoffMinMs?, backoffMaxMs?, awayAfterMs?,
 //                                 awayBackoffMaxMs?, yieldMs?, dialTimeoutMs?, syncRetryMs?,
 //                                 nonMemberGraceMs?, throughMesh?, revokedGraceMs?, fanout?,
@@ -123,6 +123,8 @@ export interface LedgerSyncOptions {
   maxSyncBytes?: number;
   /** A whole exchange; default 60 s. */
   syncTimeoutMs?: number;
+  /** A push to one member; default 10 s. A push or exchange that times out closes its connection. */
+  pushTimeoutMs?: number;
   /** How often the full-mesh check runs (it also runs on every ledger change); default 1 s. */
   meshIntervalMs?: number;
   /** The first wait after a failed dial; default 500 ms (it doubles with each failure). */
@@ -241,6 +243,7 @@ export class LedgerSync {
   readonly #maxSyncBytes: number;
   readonly #syncTimeoutMs: number;
   readonly #meshIntervalMs: number;
+  readonly #pushTimeoutMs: number;
   readonly #backoffMinMs: number;
   readonly #backoffMaxMs: number;
   readonly #awayAfterMs: number;
@@ -289,6 +292,7 @@ export class LedgerSync {
     this.#maxFrameBytes = opts.maxFrameBytes ?? 1024 * 1024;
     this.#maxSyncBytes = opts.maxSyncBytes ?? 64 * 1024 * 1024;
     this.#syncTimeoutMs = opts.syncTimeoutMs ?? 60_000;
+    this.#pushTimeoutMs = opts.pushTimeoutMs ?? 10_000;
     this.#meshIntervalMs = opts.meshIntervalMs ?? 1_000;
     this.#backoffMinMs = opts.backoffMinMs ?? 500;
     this.#backoffMaxMs = opts.backoffMaxMs ?? 8_000;
@@ -398,23 +402,36 @@ export class LedgerSync {
   }
 
   async #push(conn: Connection, envs: readonly SignedEnvelope[]): Promise<boolean> {
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)]);
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#pushTimeoutMs)]);
     let frames: FrameStream | null = null;
     try {
       const stream = await conn.newStream(this.pushProtocol, { signal });
       frames = new FrameStream(stream, this.#maxFrameBytes);
       await frames.writeMany([...envs.slice(0, PUSH_MAX), { end: true }], signal);
-      await frames.close();
+      await frames.close(signal);
       return true;
     } catch (err) {
       frames?.abort(err as Error);
       this.#log.debug({ peer: conn.remotePeer.toString(), err: (err as Error).message }, 'cannot push to a member');
+      this.#closeIfTimedOut(conn, signal, 'a push');
       // The member may have missed it: this connection gets an exchange again, not now (it is
       // struggling) but every syncRetryMs from now until one completes (#tick).
       this.#synced.delete(conn.id);
       this.#attempted.set(conn.id, Date.now());
       return false;
     }
+  }
+
+  /**
+   * A connection that could not carry a push or a sync within its time limit is dead or nearly so
+   * (a link gone dark drops no TCP connection by itself): it is closed, so that the sync dials the
+   * member again (with backoff) instead of waiting for the connection monitor's next ping
+   * (CONNECTION_PING_MS in p2p.ts, minutes apart so that idle connections cost next to nothing).
+   */
+  #closeIfTimedOut(conn: Connection, signal: AbortSignal, what: string): void {
+    if (!signal.aborted || this.#abort.signal.aborted || conn.status !== 'open') return;
+    this.#log.info({ peer: conn.remotePeer.toString(), what }, 'a connection timed out; closing it');
+    conn.abort(new Error(`${what} timed out`));
   }
 
   async #servePush(stream: Stream, conn: Connection): Promise<void> {
@@ -430,7 +447,7 @@ export class LedgerSync {
         got.push(value);
         if (got.length > PUSH_MAX) throw new FrameError(`more than ${PUSH_MAX} envelopes in one push`);
       }
-      await frames.close();
+      await frames.close(signal);
       const { fresh, held } = this.#ingest(got, peer, 'push');
       if (fresh.length > 0) this.#forward(fresh, peer);
       // History we lack: the sender has it (it stored these events).
@@ -656,6 +673,7 @@ export class LedgerSync {
       return r;
     } catch (err) {
       this.#log.debug({ peer, err: (err as Error).message }, 'ledger sync failed');
+      this.#closeIfTimedOut(conn, signal, 'a sync');
       throw err;
     }
   }
@@ -717,7 +735,7 @@ export class LedgerSync {
         added += take(batch);
       };
       await Promise.all([writer(), reader()]);
-      await frames.close();
+      await frames.close(signal);
       // A few entries new to us (a member's new record, an event made while we were apart) go on
       // as pushed ones do: beyond fullMeshMax the other side's neighbours are not all ours. A
       // long catch-up is history the others have already.

@@ -52,8 +52,9 @@ async function partitionAndHeal(tc: { after(fn: () => unknown): void }, opts: { 
   // charlie's LAN link goes dark (its interface is number 3 on the bridge).
   const heal = await cutOff(lan, c, lan.t.name('e3'));
   const cutAt = Date.now();
-  // Long enough for the libp2p connections to charlie to be declared dead (ping every 10 s) and
-  // for every dial backoff to charlie, and charlie's to everyone, to reach its cap.
+  // Long enough for every dial backoff to charlie, and charlie's to everyone, to reach its cap.
+  // The connections to charlie stay open (nothing is sent) until the kick's push to it times out
+  // and closes them (sync.ts), or the connection monitor's ping (every 2 minutes) fails.
   await new Promise((r) => setTimeout(r, 15_000));
   await lan.cli(a, ['kick', 'bravo']);
   await waitFor(async () => (await lan.status(b)).self.meshIp === null, 15_000, 'bravo to learn it was kicked');

@@ -111,3 +111,24 @@ test('two joiners with one single-use invite at two members at once, over a slow
   }
   assert.equal(a.ledger.members().length, 2 + rounds);
 });
+
+test('connecting and the answer have their own time limits: a slow answer is waited for', { timeout: 60_000 }, async (t) => {
+  const net = await newNet();
+  const mnet = new MemoryNetwork();
+  t.after(() => mnet.stop());
+  const ha = await memoryHost(mnet, net.founderKey, 'founder', net.ledger);
+  const a = await startMemoryPeer(net, net.founderKey, 'founder', net.ledger, ha);
+  t.after(() => a.stop());
+  const inv = await invite(net, { uses: 1, bootstrap: ha.addrs });
+  const j = await joiner(mnet, 'joiner');
+  const rec = await selfRecord(net, j.key, 'joiner', j.host.addrs, 1);
+  // Each message on the link takes 300 ms: connecting takes 300 ms, the answer (the protocol's
+  // negotiation, the request, the reply) well over a second, as from a member under load.
+  mnet.setDelay(ha, j.host, 300);
+
+  await assert.rejects(join(j.host, inv, rec, { timeoutMs: 800 }), (err: unknown) => err instanceof JoinError && err.code === 'timeout' && /within 800 ms/.test(err.message));
+  // Connecting gets 800 ms, the answer 10 s: the same invite gets the admission made meanwhile.
+  const r = await join(j.host, inv, rec, { timeoutMs: 800, answerMs: 10_000 });
+  assert.equal(r.meshIp, a.ledger.member(idOf(j.key))!.meshIp);
+  assert.equal(a.ledger.members().length, 2, 'one admission, not two');
+});

@@ -94,3 +94,31 @@ test('a member cut off from everyone misses what is published, and catches up wh
   // Its neighbours are connected again (members dialled in its place may stay until idle).
   await waitFor(() => [...wanted(away.id)].every((id) => away.links().has(id)), 15_000, 'its neighbours connected again');
 });
+
+test('a connection that cannot carry a push in time is closed, and the member is dialled again', { timeout: 60_000 }, async (t) => {
+  const net = await newNet();
+  const key = await newKey();
+  await admission(net, key, 'm1');
+  const mnet = new MemoryNetwork();
+  t.after(() => mnet.stop());
+  const [h0, h1] = await Promise.all([memoryHost(mnet, net.founderKey, 'm0'), memoryHost(mnet, key, 'm1')]);
+  // Every message on this link takes 1.5 s each way: a push (stream negotiation, then the entry)
+  // cannot finish in 300 ms, as on a link gone dark.
+  mnet.setDelay(h0, h1, 1_500);
+  net.ledger.add(await memoryRecord(net, net.founderKey, 'm0', h0));
+  net.ledger.add(await memoryRecord(net, key, 'm1', h1));
+  const opts = { sync: { pushTimeoutMs: 300, syncTimeoutMs: 30_000 } };
+  const a = await startMemoryPeer(net, net.founderKey, 'm0', net.ledger, h0, opts);
+  const b = await startMemoryPeer(net, key, 'm1', ledgerWith(net, [...net.ledger.events(), ...net.ledger.records()]), h1, opts);
+  t.after(() => Promise.all([a.stop(), b.stop()]));
+  await waitFor(() => a.links().has(b.id), 20_000, 'a connection between the two');
+  const slow = h0.getConnections().find((c) => c.remotePeer.toString() === b.id && c.status === 'open')!;
+
+  assert.equal(await a.sync.publish(await net.signer.sign({ type: 'grant', member: b.id }, Date.now())), 0, 'the push did not get through');
+  assert.notEqual(slow.status, 'open', 'the connection it timed out on is closed');
+
+  // The link recovers: the member is dialled again and gets the entry by a sync.
+  mnet.setDelay(h0, h1, 0);
+  await waitFor(() => b.ledger.isAdmin(b.id), 20_000, 'the grant to reach the member over a new connection');
+  assert.ok(h0.getConnections().some((c) => c.remotePeer.toString() === b.id && c.status === 'open' && c !== slow));
+});
