@@ -6,7 +6,7 @@
 // addon is not built; noble for XChaCha20-Poly1305, which neither has.
 import {
   createCipheriv, createDecipheriv, createHash, createHmac, createPrivateKey, createPublicKey,
-  diffieHellman, generateKeyPairSync, randomBytes, randomFillSync, timingSafeEqual, type KeyObject,
+  diffieHellman, randomBytes, randomFillSync, timingSafeEqual, type KeyObject,
 } from 'node:crypto';
 import { blake2s } from '@noble/hashes/blake2.js';
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
@@ -148,8 +148,11 @@ export function publicKeyObject(raw: Uint8Array): KeyObject {
   return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x: Buffer.from(raw).toString('base64url') }, format: 'jwk' });
 }
 
+/** An X25519 SubjectPublicKeyInfo is this prefix and the 32-byte key. */
+const SPKI_X25519_PREFIX_LEN = 12;
+
 function rawPublic(k: KeyObject): Buffer {
-  return Buffer.from(k.export({ format: 'jwk' }).x as string, 'base64url');
+  return (k.export({ format: 'der', type: 'spki' }) as Buffer).subarray(SPKI_X25519_PREFIX_LEN);
 }
 
 export function staticKey(raw: Uint8Array): StaticKey {
@@ -162,10 +165,16 @@ export function generatePrivateKey(): Buffer {
   return Buffer.from(clamp(randomBytes(KEY_LEN)));
 }
 
-/** An ephemeral key pair for one handshake. */
+/**
+ * An ephemeral key pair for one handshake: random bytes, clamped. Not generateKeyPairSync: on
+ * Node 20 a garbage collection during the export of a key it generated can run the generating
+ * job's destructor, which takes the key's mutex the export already holds, and the daemon's main
+ * thread waits on itself for ever (seen once in a 40-daemon run, gdb: ~KeyGenJob under
+ * ExportJWKEdKey). A key made by createPrivateKey has no such job.
+ */
 export function generateEphemeral(): { publicKey: Buffer; keyObject: KeyObject } {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519');
-  return { publicKey: rawPublic(publicKey), keyObject: privateKey };
+  const k = staticKey(randomBytes(KEY_LEN));
+  return { publicKey: k.publicKey, keyObject: k.keyObject };
 }
 
 /**
