@@ -3,7 +3,7 @@ import { Command, Option } from 'commander';
 import { datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine.js';
 import { createLogger } from '../src/util/log.js';
 import { stateDir } from './common.js';
-import { sdNotify } from '../src/daemon/sd-notify.js';
+import { sdNotify, sdWatchdog } from '../src/daemon/sd-notify.js';
 
 const collect = (v: string, list: string[]) => [...list, v];
 
@@ -71,9 +71,11 @@ export function daemonCommand(): Command {
       });
       metrics?.serve(daemon.metricsSources());
       let stopping = false;
+      let stopWatchdog = (): void => {};
       stop = async (why: string, code: number) => {
         if (stopping) return;
         stopping = true;
+        stopWatchdog();
         sdNotify('STOPPING=1', logger);
         if (code === 0) logger.info({ why }, 'shutting down');
         else logger.error({ why }, 'shutting down');
@@ -85,5 +87,7 @@ export function daemonCommand(): Command {
       process.on('SIGTERM', () => void stop('SIGTERM', 0));
       // The interface and the control socket are up (meshd status answers): systemd may go on.
       sdNotify('READY=1', logger);
+      // And, under WatchdogSec=, that its main thread still runs.
+      stopWatchdog = sdWatchdog(logger);
     });
 }

@@ -48,3 +48,20 @@ export function sdNotify(state: string, logger: Logger, env: NodeJS.ProcessEnv =
   logger.debug({ socket, state }, 'notified the service manager');
   return true;
 }
+
+/**
+ * The service manager's watchdog (WatchdogSec= in the unit): systemd passes WATCHDOG_USEC (and
+ * WATCHDOG_PID), and the daemon sends WATCHDOG=1 every half of that from its main thread's timers.
+ * A main thread that hangs (a deadlock, an endless loop) stops sending, and systemd kills the
+ * daemon and starts it again (Restart=on-failure). Returns what stops the pings; does nothing when
+ * no watchdog is asked for, or it is asked of another process.
+ */
+export function sdWatchdog(logger: Logger, env: NodeJS.ProcessEnv = process.env, send?: NotifySend, pid = process.pid): () => void {
+  const usec = Number(env.WATCHDOG_USEC);
+  if (!env.NOTIFY_SOCKET || !Number.isSafeInteger(usec) || usec <= 0) return () => {};
+  if (env.WATCHDOG_PID !== undefined && Number(env.WATCHDOG_PID) !== pid) return () => {};
+  const timer = setInterval(() => sdNotify('WATCHDOG=1', logger, env, send), Math.max(1, Math.floor(usec / 2_000)));
+  timer.unref();
+  logger.debug({ everyMs: Math.floor(usec / 2_000) }, 'sending WATCHDOG=1 to the service manager');
+  return () => clearInterval(timer);
+}

@@ -17,6 +17,7 @@
 //   dialFirst(node, addrs, { timeoutMs, staggerMs? (250), signal? }): Promise<{ conn, addr, failures }>
 //       addrs end in /p2p/<peer id>; an open connection to one of those peers is returned at once
 //   explainDialError(err, timeoutMs): string
+import { setMaxListeners } from 'node:events';
 import type { Host, HostConnection as Connection } from './host.js';
 import { multiaddr } from '@multiformats/multiaddr';
 import { hostPortOf } from './addresses.js';
@@ -96,6 +97,9 @@ export async function dialFirst(
   const staggerMs = opts.staggerMs ?? 250;
   const race = new AbortController();
   const signal = AbortSignal.any([race.signal, AbortSignal.timeout(opts.timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
+  // One listener per dial and more inside libp2p: an invite lists up to 16 members, beyond Node's
+  // default of 10 listeners, which would print a "possible memory leak" warning on every join.
+  setMaxListeners(Infinity, signal);
 
   return new Promise((resolve, reject) => {
     let next = 0;

@@ -1,6 +1,6 @@
 // meshd daemon as a systemd service (issue 11): it tells the service manager READY=1 only once
 // `meshd status` answers and its interface exists, STOPPING=1 when SIGTERM begins the shutdown (the
-// interface is gone afterwards); and a port it needs that is taken at start is one line naming the
+// interface is gone afterwards), WATCHDOG=1 every half WATCHDOG_USEC while it runs; and a port it needs that is taken at start is one line naming the
 // option to change, with a non-zero exit and nothing left behind. The service manager's end of
 // $NOTIFY_SOCKET is helpers/notify-listener.py (node has no unix datagram sockets): for READY=1 it
 // asks the control socket for status at that very moment. And `meshd service install|uninstall`
@@ -38,8 +38,8 @@ async function listen(t: Topology, node: MeshNode, addr: string): Promise<Proc> 
 }
 
 /** Starts alpha's daemon with $NOTIFY_SOCKET; resolves with the READY=1 notice. */
-async function startNotified(lan: Lan, node: MeshNode, listener: Proc, addr: string): Promise<Notice> {
-  node.proc = lan.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name], { LOG_LEVEL: 'warn', NOTIFY_SOCKET: addr });
+async function startNotified(lan: Lan, node: MeshNode, listener: Proc, addr: string, env: NodeJS.ProcessEnv = {}): Promise<Notice> {
+  node.proc = lan.t.spawn(node.ns, MESHD, ['--state-dir', node.stateDir, 'daemon', '--interface', node.ifname, '--name', node.name], { LOG_LEVEL: 'warn', NOTIFY_SOCKET: addr, ...env });
   lan.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
   const proc = node.proc;
   await waitFor(() => notices(listener).some((n) => n.message === 'READY=1') || !proc.alive(), 30_000, 'READY=1');
@@ -71,10 +71,21 @@ test('READY=1 once status answers and the interface is up; STOPPING=1 on SIGTERM
   // A fresh node (no network), on a socket path as systemd gives it (/run/systemd/notify).
   const path = join(dir, 'notify');
   const byPath = await listen(lan.t, a, path);
-  const ready = await startNotified(lan, a, byPath, path);
+  // With a watchdog as WatchdogSec=0.4s asks for it: WATCHDOG=1 every 200 ms.
+  const ready = await startNotified(lan, a, byPath, path, { WATCHDOG_USEC: '400000' });
   assert.equal(typeof ready.status, 'object', `status answers at READY=1: ${ready.status}`);
   assert.equal((ready.status as Status).self.network, null);
   assert.equal(ready.interface, true, `${a.ifname} exists at READY=1`);
+  const pings = () => notices(byPath).filter((n) => n.message === 'WATCHDOG=1').length;
+  await waitFor(() => pings() >= 3, 10_000, 'WATCHDOG=1 again and again');
+  // A daemon that does not run (stopped here, as a hung main thread would be) sends none.
+  process.kill(a.proc!.pid, 'SIGSTOP');
+  await new Promise((r) => setTimeout(r, 300));
+  const before = pings();
+  await new Promise((r) => setTimeout(r, 1_000));
+  assert.equal(pings(), before, 'no WATCHDOG=1 while the daemon is stopped');
+  process.kill(a.proc!.pid, 'SIGCONT');
+  await waitFor(() => pings() > before, 10_000, 'WATCHDOG=1 once it runs again');
   await stopNotified(lan, a, byPath);
 
   // Again, a member of a network this time (libp2p up too), on an abstract socket ('@...').

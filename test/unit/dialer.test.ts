@@ -73,3 +73,19 @@ test('dial errors explained', () => {
   assert.match(explainDialError(new DOMException('The operation was aborted', 'AbortError'), 15_000), /no answer within 15 s/);
   assert.match(explainDialError(Object.assign(new Error('getaddrinfo ENOTFOUND x'), { code: 'ENOTFOUND' }), 5000), /does not resolve/);
 });
+
+test('an invite\'s sixteen addresses dialled at once: no "possible memory leak" warning from Node', async (t) => {
+  const psk = randomBytes(32).toString('hex');
+  const [a, b] = [await node(t, psk), await node(t, psk)];
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  // Sixteen silent addresses, all still waiting when the member's answers.
+  const holes: string[] = [];
+  for (let i = 0; i < 16; i++) holes.push(`/ip4/127.0.0.1/tcp/${await blackHole(t)}/p2p/${a.peerId}`);
+  const r = await dialFirst(b, [...holes, a.getMultiaddrs()[0].toString()], { timeoutMs: 10_000, staggerMs: 5 });
+  assert.equal(r.conn.remotePeer.toString(), a.peerId.toString());
+  await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+  assert.deepEqual(warnings.filter((w) => /MaxListeners/.test(w)), []);
+});

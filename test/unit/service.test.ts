@@ -12,7 +12,7 @@ import { createSocket } from 'node:dgram';
 import { createServer, type AddressInfo } from 'node:net';
 import { packageRoot, renderUnit, templatePath } from '../../src/service/unit.js';
 import { systemdRunning } from '../../src/service/systemctl.js';
-import { sdNotify } from '../../src/daemon/sd-notify.js';
+import { sdNotify, sdWatchdog } from '../../src/daemon/sd-notify.js';
 import { checkPorts, PortError } from '../../src/daemon/ports.js';
 import { createLogger } from '../../src/util/log.js';
 
@@ -121,6 +121,25 @@ test('sdNotify: nothing without NOTIFY_SOCKET; a failing send is false, never a 
   assert.deepEqual(sent, [['@x', 'READY=1']]);
   assert.equal(sdNotify('READY=1', logger, { NOTIFY_SOCKET: '/nonexistent/notify' }, () => -2), false);
   assert.equal(sdNotify('READY=1', logger, { NOTIFY_SOCKET: '/x' }, () => { throw new Error('boom'); }), false);
+});
+
+test('sdWatchdog: WATCHDOG=1 every half WATCHDOG_USEC until stopped; nothing without a watchdog, or for another pid', async () => {
+  const logger = createLogger('test', 'silent');
+  const sent: string[] = [];
+  const send = (_s: string, m: string) => (sent.push(m), 0);
+  const stop = sdWatchdog(logger, { NOTIFY_SOCKET: '@x', WATCHDOG_USEC: '40000', WATCHDOG_PID: String(process.pid) }, send);
+  await new Promise((r) => setTimeout(r, 200));
+  stop();
+  const n = sent.length;
+  assert.ok(n >= 3, `every 20 ms for 200 ms: ${n}`);
+  assert.ok(sent.every((m) => m === 'WATCHDOG=1'));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(sent.length, n, 'nothing once stopped');
+  for (const env of [{ NOTIFY_SOCKET: '@x' }, { WATCHDOG_USEC: '40000' }, { NOTIFY_SOCKET: '@x', WATCHDOG_USEC: '40000', WATCHDOG_PID: '1' }, { NOTIFY_SOCKET: '@x', WATCHDOG_USEC: 'soon' }]) {
+    sdWatchdog(logger, env, send)();
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(sent.length, n, 'no watchdog asked of this process: nothing sent');
 });
 
 /** python3 receiving one datagram on `addr` (a path, or '@name' abstract); resolves with it. */
