@@ -1,7 +1,7 @@
 // The steps of a daemon's start, named as they begin. A start that takes long says in the log which
 // step it is in (every `everyMs`), so a start that hangs (a port, a store, a peer that does not
 // answer) is found from the log alone, not from a debugger.
-import type { Logger } from 'pino';
+import type { Logger } from '../util/log.js';
 
 export class StartupSteps {
   #step = 'starting';
