@@ -60,8 +60,9 @@ export function sdWatchdog(logger: Logger, env: NodeJS.ProcessEnv = process.env,
   const usec = Number(env.WATCHDOG_USEC);
   if (!env.NOTIFY_SOCKET || !Number.isSafeInteger(usec) || usec <= 0) return () => {};
   if (env.WATCHDOG_PID !== undefined && Number(env.WATCHDOG_PID) !== pid) return () => {};
-  const timer = setInterval(() => sdNotify('WATCHDOG=1', logger, env, send), Math.max(1, Math.floor(usec / 2_000)));
+  const everyMs = Math.max(1, Math.floor(usec / 2_000));
+  const timer = setInterval(() => sdNotify('WATCHDOG=1', logger, env, send), everyMs);
   timer.unref();
-  logger.debug({ everyMs: Math.floor(usec / 2_000) }, 'sending WATCHDOG=1 to the service manager');
+  logger.debug({ everyMs }, 'sending WATCHDOG=1 to the service manager');
   return () => clearInterval(timer);
 }

@@ -18,10 +18,6 @@ export class StartupSteps {
     this.#step = step;
   }
 
-  get step(): string {
-    return this.#step;
-  }
-
   /** Milliseconds since the start began. */
   done(): number {
     clearInterval(this.#timer);

@@ -143,7 +143,7 @@ export async function join(
   // Every address at once, staggered (dialer.ts): an unreachable one costs only its own attempt.
   let dialled;
   try {
-    dialled = await dialFirst(node, targets, { timeoutMs, signal: AbortSignal.timeout(timeoutMs) });
+    dialled = await dialFirst(node, targets, { timeoutMs });
   } catch (err) {
     if (err instanceof DialFailedError) {
       throw new JoinError('unreachable', `no member of the network could be reached; tried ${err.tried}`);
