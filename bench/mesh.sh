@@ -10,7 +10,7 @@
 # Targets (issue 3): first ping under 2 s on a LAN, full mesh of 10 within 10 s. Issue 11: idle
 # CPU under 0.3% at 20 members and flat from 10 to 40, 50 daemons in a full mesh, RSS under 100 MB.
 # Knobs: SIZES="5 10"; SETTLE_S=10 IDLE_S=30 (idle CPU: measured over IDLE_S after SETTLE_S);
-# PROF=DIR (node 1 writes a CPU profile there); LOGS=DIR keeps each daemon's log (info level) as DIR/<N>-n<i>.log. Root; a built tree (npm run build). Cleans up via trap.
+# PROF=DIR (node PROF_NODE, default 1, writes a CPU profile there); LOGS=DIR keeps each daemon's log (info level) as DIR/<N>-n<i>.log. Root; a built tree (npm run build). Cleans up via trap.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"5 10"}
@@ -58,8 +58,8 @@ run() {
     ip -n "$P-$i" addr add "192.168.60.$i/24" dev "${P}e$i"
     ip -n "$P-$i" link set "${P}e$i" up
     if [ -n "${LOGS:-}" ]; then log=$LOGS/$N-n$i.log level=info; else log=/dev/null level=warn; fi
-    # PROF=DIR: node 1 writes a CPU profile (.cpuprofile) there when it exits.
-    exe=(dist/cmd/meshd.js); [ -n "${PROF:-}" ] && [ "$i" = 1 ] && exe=(node --max-semi-space-size=1 --cpu-prof --cpu-prof-dir="$PROF" dist/cmd/meshd.js)
+    # PROF=DIR: node PROF_NODE (1, the founder) writes a CPU profile (.cpuprofile) there when it exits.
+    exe=(dist/cmd/meshd.js); [ -n "${PROF:-}" ] && [ "$i" = "${PROF_NODE:-1}" ] && exe=(node --max-semi-space-size=1 --cpu-prof --cpu-prof-dir="$PROF" dist/cmd/meshd.js)
     LOG_LEVEL=$level ip netns exec "$P-$i" "${exe[@]}" --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" >"$log" 2>&1 & PIDS+=($!)
   done
   for i in $(seq "$N"); do for _ in $(seq 200); do meshd "$i" status >/dev/null 2>&1 && break; sleep 0.1; done; done

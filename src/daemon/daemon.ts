@@ -1554,7 +1554,7 @@ export class Daemon {
     this.prober.probe(this.probes.round(this.ledger.members().filter((m) => m.peerId !== this.peerId).map((m) => {
       const key = this.wgKeyOf(m.peerId);
       const p = key ? peers.get(key.toString('hex')) : undefined;
-      return { key: m.peerId, ip: m.meshIp, bytes: p ? p.rxBytes + p.txBytes : 0 };
+      return { key: m.peerId, ip: m.meshIp, bytes: p ? p.rxBytes + p.txBytes : 0, lost: this.sync?.missing(m.peerId) ?? false };
     })));
   }
 

@@ -110,7 +110,7 @@ export function metricsRegistry(sources: MetricsSources): Registry {
     },
   });
   new Gauge({
-    name: 'meshd_peer_latency_seconds', help: 'Round trip of an ICMP echo to a member through the tunnel (absent: no recent answer).',
+    name: 'meshd_peer_latency_seconds', help: 'Round trip of an ICMP echo to a member through the tunnel. Members are probed while they carry traffic, and for 5 minutes after meshd status or ping asked about them (absent: no recent answer).',
     labelNames: ['peer'], registers,
     collect() {
       this.reset();

@@ -8,14 +8,16 @@
 //   - members that carry traffic: their WireGuard byte counters moved by more than
 //     `trafficBytes` since the last round (a probe and its answer are about 200 bytes, so probes
 //     alone never count as traffic);
-//   - and `spread` (1) other member, in turn: every member is still looked at now and then (a
-//     sign of life for the sync, a figure for status), one member per round however large the
-//     mesh is.
+//   - and `spread` (1) member the sync wants a connection to and cannot reach (`lost`), in turn:
+//     its tunnel answering is a sign of life that brings the next dial forward (sync.wake).
+// An idle member in a healthy mesh probes nobody. Probing every member in turn (as before) cost a
+// WireGuard handshake per probe once the mesh was larger than a session lasts (180 s / 5 s: 36
+// members), and so grew with the mesh (issue 11). `meshd status` gets its figures on demand.
 //
 //   new ProbeSchedule({ trafficBytes?, interestMs?, spread?, now? })
 //   schedule.ask(keys: string[]): void        mark members as asked about (now)
 //   schedule.askedRecently(key): boolean      asked about within interestMs
-//   schedule.round(members: { key, ip, bytes }[]): ProbeTarget[]   whom to probe this round
+//   schedule.round(members: { key, ip, bytes, lost? }[]): ProbeTarget[]   whom to probe this round
 import type { ProbeTarget } from './prober.js';
 
 export interface ProbeScheduleOptions {
@@ -23,7 +25,7 @@ export interface ProbeScheduleOptions {
   trafficBytes?: number;
   /** How long a member asked about stays probed every round; default 5 min. */
   interestMs?: number;
-  /** Other members probed per round, in turn; default 1. */
+  /** Lost members probed per round, in turn; default 1. */
   spread?: number;
   now?: () => number;
 }
@@ -31,6 +33,8 @@ export interface ProbeScheduleOptions {
 export interface ScheduledMember extends ProbeTarget {
   /** The member's WireGuard rx + tx bytes now (0 without a peer). */
   bytes: number;
+  /** The sync wants a connection to this member and is failing to reach it. */
+  lost?: boolean;
 }
 
 export class ProbeSchedule {
@@ -63,7 +67,7 @@ export class ProbeSchedule {
   round(members: readonly ScheduledMember[]): ProbeTarget[] {
     const now = this.now();
     const out: ProbeTarget[] = [];
-    const rest: ScheduledMember[] = [];
+    const lost: ScheduledMember[] = [];
     for (const m of members) {
       const before = this.lastBytes.get(m.key);
       this.lastBytes.set(m.key, m.bytes);
@@ -72,13 +76,13 @@ export class ProbeSchedule {
       if (askedAt !== undefined && !interested) this.asked.delete(m.key);
       const traffic = before !== undefined && m.bytes - before > this.trafficBytes;
       if (interested || traffic) out.push({ key: m.key, ip: m.ip });
-      else rest.push(m);
+      else if (m.lost) lost.push(m);
     }
-    for (let i = 0; i < Math.min(this.spread, rest.length); i++) {
-      const m = rest[(this.next + i) % rest.length];
+    for (let i = 0; i < Math.min(this.spread, lost.length); i++) {
+      const m = lost[(this.next + i) % lost.length];
       out.push({ key: m.key, ip: m.ip });
     }
-    this.next = rest.length === 0 ? 0 : (this.next + this.spread) % rest.length;
+    this.next = lost.length === 0 ? 0 : (this.next + this.spread) % lost.length;
     const present = new Set(members.map((m) => m.key));
     for (const k of this.lastBytes.keys()) if (!present.has(k)) this.lastBytes.delete(k);
     for (const k of this.asked.keys()) if (!present.has(k)) this.asked.delete(k);

@@ -1,13 +1,21 @@
-// src/daemon/probe-schedule.ts: an idle member probes one other member per round, however many
-// there are; members asked about (status, ping) and members carrying traffic every round.
+// src/daemon/probe-schedule.ts: an idle member in a healthy mesh probes nobody, however many
+// members there are; one member the sync cannot reach per round, in turn; members asked about
+// (status, ping) and members carrying traffic every round.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ProbeSchedule, type ScheduledMember } from '../../src/daemon/probe-schedule.js';
 
-const members = (n: number, bytes: (i: number) => number = () => 0): ScheduledMember[] =>
-  Array.from({ length: n }, (_, i) => ({ key: `m${i}`, ip: `10.0.0.${i + 2}`, bytes: bytes(i) }));
+const members = (n: number, bytes: (i: number) => number = () => 0, lost: (i: number) => boolean = () => true): ScheduledMember[] =>
+  Array.from({ length: n }, (_, i) => ({ key: `m${i}`, ip: `10.0.0.${i + 2}`, bytes: bytes(i), lost: lost(i) }));
 
-test('idle: one member per round, in turn, whatever the size of the mesh', () => {
+test('idle, every member reached: nobody is probed, whatever the size of the mesh', () => {
+  for (const n of [2, 10, 40, 100]) {
+    const s = new ProbeSchedule({ now: () => 0 });
+    for (let r = 0; r < 2 * n; r++) assert.deepEqual(s.round(members(n, () => 0, () => false)), [], `${n} members, round ${r}`);
+  }
+});
+
+test('members the sync cannot reach: one per round, in turn, whatever the size of the mesh', () => {
   for (const n of [2, 10, 40]) {
     const s = new ProbeSchedule({ now: () => 0 });
     const seen = new Map<string, number>();
@@ -19,6 +27,11 @@ test('idle: one member per round, in turn, whatever the size of the mesh', () =>
     assert.equal(seen.size, n, 'every member in turn');
     assert.ok([...seen.values()].every((c) => c === 2));
   }
+  // Only the lost ones: m2 and m7 of 10
+  const s = new ProbeSchedule({ now: () => 0 });
+  const keys = new Set<string>();
+  for (let r = 0; r < 6; r++) for (const t of s.round(members(10, () => 0, (i) => i === 2 || i === 7))) keys.add(t.key);
+  assert.deepEqual([...keys].sort(), ['m2', 'm7']);
 });
 
 test('asked about: every round for interestMs, then back to turns', () => {
