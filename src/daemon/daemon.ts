@@ -78,9 +78,10 @@ export interface ClientRow {
   lastHandshake: number | null;
 }
 
-/** How often status's latency is measured: one ICMP echo per member through the tunnel. */
+/** How often latency is measured, for the members probe-schedule.ts picks: an ICMP echo through the tunnel. */
 const PROBE_INTERVAL_MS = 5_000;
-/** How long a joiner waits for the admitting member's answer. */
+/** How long a joiner tries to connect to a member of its invite, then waits for the answer. */
+const JOIN_CONNECT_MS = 20_000;
 const JOIN_ANSWER_MS = 30_000;
 /** How long the first `meshd status` after a quiet spell waits for fresh latency figures. */
 const FRESH_WAIT_MS = 500;
@@ -395,10 +396,14 @@ export class Daemon {
     const uses = p.uses ?? 1;
     if (!Number.isSafeInteger(uses) || uses < 1 || uses > 65535) throw new DaemonError('EINVAL', `uses must be 1..65535, not ${p.uses}`);
     if (p.ttlMs !== undefined && (!Number.isSafeInteger(p.ttlMs) || p.ttlMs <= 0)) throw new DaemonError('EINVAL', `the ttl must be a positive number of ms, not ${p.ttlMs}`);
-    // The invite event is persisted and pushed before the token exists: every administrator sees
-    // it (meshd invites) and can cancel it; the secret goes into the token only.
+    // The invite event is persisted and in our ledger before the token exists, and pushed to the
+    // members we are connected to: every administrator sees it (meshd invites) and can cancel it;
+    // the secret goes into the token only. The token does not wait for the pushes: a joiner
+    // carries the invite event to whichever member it asks (join.ts), and a member a push misses
+    // gets it by anti-entropy. (Waiting, `meshd invite` took 30 s and more at a founder whose
+    // pushes were timing out in a 50-daemon join storm.)
     const { envelope, secret } = await this.signer!.issueInvite({ ttlMs: p.ttlMs, uses }, Date.now());
-    await this.sync?.publish(envelope);
+    if (this.sync) this.inBackground('pushing the invite', this.sync.publish(envelope));
     const inv = encodeInvite({ network, envelope, secret, bootstrap });
     return { token: inv.token, id: inv.id, expires: inv.expires, uses: inv.uses };
   }
@@ -743,10 +748,11 @@ export class Daemon {
     try {
       const t1 = performance.now();
       const self = await this.selfRecord(network);
-      // Connecting gets 15 s; the answer 30 s: an admitting member answers after a two-way
-      // exchange with every member it is connected to (join.ts), which in a large mesh during a
-      // join storm took over 15 s here. The CLI waits 60 s for the whole join.
-      const result = await joinNetwork(node, invite, self, { timeoutMs: 15_000, answerMs: JOIN_ANSWER_MS });
+      // Connecting gets 20 s (libp2p's own dial limits are as long: p2p.ts); the answer 30 s: an
+      // admitting member answers after a two-way exchange with every member it is connected to
+      // (join.ts), which in a large mesh during a join storm took over 15 s here. The CLI waits
+      // 60 s for the whole join.
+      const result = await joinNetwork(node, invite, self, { timeoutMs: JOIN_CONNECT_MS, answerMs: JOIN_ANSWER_MS });
       const t2 = performance.now();
       const ledger = new Ledger(network);
       ledger.addAll(result.envelopes);

@@ -342,6 +342,8 @@ export class Ledger {
   }
 
   #ingest(input: unknown, stored: { count: number }, hold: boolean): AddResult {
+    const copy = this.#storedCopy(input);
+    if (copy !== null) return { status: 'known', id: copy };
     let env;
     try {
       env = parseEnvelope(input);
@@ -518,6 +520,28 @@ export class Ledger {
         }
         stack.push(w);
       }
+    }
+  }
+
+  /**
+   * The id of an entry this ledger already holds, when `input` is that entry again: the same body
+   * and signer (so the same id) and the same signature. It was parsed and verified when it was
+   * stored, so it is not again: gossip and exchanges bring every entry several times, and parsing
+   * (zod) and verifying (Ed25519) each copy was a large part of what a member spent on another's
+   * join (issue 11). Anything else, a copy with another signature included, takes the full path.
+   */
+  #storedCopy(input: unknown): string | null {
+    try {
+      if (input === null || typeof input !== 'object' || Object.keys(input).length !== 3) return null;
+      const { body, by, sig } = input as { body?: unknown; by?: unknown; sig?: unknown };
+      if (typeof by !== 'string' || typeof sig !== 'string' || body === null || typeof body !== 'object') return null;
+      const id = eventId({ body, by });
+      const member = (body as { member?: unknown }).member;
+      const record = typeof member === 'string' ? (this.#records.get(member) ?? this.#heldRecords.get(member)) : undefined;
+      const held = this.#nodes.get(id)?.env ?? this.#held.get(id)?.env ?? (record?.id === id ? record.env : undefined);
+      return held !== undefined && held.by === by && held.sig === sig ? id : null;
+    } catch {
+      return null; // a getter that throws, a body that is not JSON: the full path says why
     }
   }
 

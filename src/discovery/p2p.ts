@@ -107,6 +107,17 @@ export type MeshServices = {
  */
 const CONNECTION_PING_MS = 120_000;
 
+/**
+ * How long libp2p gives a dial (all of a peer's addresses), one address, and an inbound
+ * connection's upgrade (pnet, Noise, yamux). Its defaults (10 s, 6 s, 10 s) are for a machine
+ * that is not busy: in a join storm on a loaded machine (50 daemons on 2 cores) a member's
+ * answer to a joiner's Noise handshake came after they had run out, and the join failed with the
+ * member alive and willing. Whoever needs less sets its own deadline (sync.ts, join.ts).
+ */
+const DIAL_TIMEOUT_MS = 20_000;
+const ADDRESS_DIAL_TIMEOUT_MS = 15_000;
+const INBOUND_UPGRADE_TIMEOUT_MS = 20_000;
+
 export type MeshNode = Libp2p<MeshServices>;
 
 const PSK_RE = /^[0-9a-f]{64}$/;
@@ -191,6 +202,7 @@ export async function createMeshNode(opts: MeshNodeOptions): Promise<MeshNode> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux({ enableKeepAlive: false })],
     connectionMonitor: { pingInterval: CONNECTION_PING_MS, ...opts.connectionMonitor },
+    connectionManager: { dialTimeout: DIAL_TIMEOUT_MS, addressDialTimeout: ADDRESS_DIAL_TIMEOUT_MS, inboundUpgradeTimeout: INBOUND_UPGRADE_TIMEOUT_MS },
     peerDiscovery,
     connectionGater: {
       denyDialPeer: (peer) => !safeAllow(gate, peer, log),

@@ -532,6 +532,29 @@ test('add answers new / known / pending, takes JSON text and bytes; onChange fir
   assert.equal(l2.size(), 1);
 });
 
+test('a copy of a stored entry is known at once; the same entry with another signature is refused, never known', async () => {
+  const { network, fn, inv } = await setup();
+  await fn.admit(a, inv, T0 + 20);
+  const [g, fa, i, aa] = fn.ledger.events();
+  const l = new Ledger(network);
+  const rec = await record(A, { network, wgPublicKey: WG, name: 'a', endpoints: [], multiaddrs: [], seq: 1 }, T0);
+  assert.deepEqual(l.addAll([g, fa, i]), { new: 3, known: 0, pending: 0, invalid: 0 });
+  assert.equal(l.add(aa), 'new');
+  assert.equal(l.add(rec), 'new');
+  // Copies as the wire brings them (parsed JSON, keys in any order): known.
+  const copies = [g, fa, i, aa, rec].map((env) => JSON.parse(JSON.stringify({ sig: env.sig, by: env.by, body: env.body })));
+  assert.deepEqual(l.addAll(copies), { new: 0, known: 5, pending: 0, invalid: 0 });
+  // The same bodies and signers with another entry's signature: forged, whichever kind.
+  const forged = [g, fa, aa, rec].map((env, k) => ({ ...env, sig: [i, g, fa, aa][k].sig }));
+  assert.deepEqual(l.addAll(forged), { new: 0, known: 0, pending: 0, invalid: 4 });
+  assert.deepEqual(l.addAll([{ ...g, extra: 1 }, { ...rec, body: { ...rec.body, seq: 2 } }]), { new: 0, known: 0, pending: 0, invalid: 2 }, 'not the same entry');
+  // A held event (its history missing) is known again too, and a forged copy of it is not.
+  const l2 = new Ledger(network);
+  assert.equal(l2.add(aa), 'pending');
+  assert.deepEqual(l2.addAll([{ ...aa }, { ...aa, sig: g.sig }]), { new: 0, known: 1, pending: 0, invalid: 1 });
+  assert.equal(l.size(), 4);
+});
+
 test('results are refolded after a change and callers cannot mutate them', async () => {
   const { fn, inv } = await setup();
   const l = fn.ledger;
