@@ -82,9 +82,9 @@ export interface ClientRow {
 const PROBE_INTERVAL_MS = 5_000;
 /** How long a joiner tries to connect to a member of its invite, then waits for the answer. */
 const JOIN_CONNECT_MS = 20_000;
+const JOIN_ANSWER_MS = 30_000;
 /** How long a command waits for the pushes of the event it made (signAndPublish). */
 const PUBLISH_WAIT_MS = 12_000;
-const JOIN_ANSWER_MS = 30_000;
 /** How long the first `meshd status` after a quiet spell waits for fresh latency figures. */
 const FRESH_WAIT_MS = 500;
 
@@ -719,13 +719,10 @@ export class Daemon {
 
   /**
    * Signs an event of ours (the Signer persists it first: a full disk fails the command and
-   * changes nothing), then pushes it: nothing we said is lost by a crash.
-   */
-  /**
-   * Signs, persists and adds an event, then waits for its pushes, at most PUBLISH_WAIT_MS: each
-   * push has its own deadline (sync.ts), but a command must answer even if libp2p overruns one
-   * (`meshd kick` once went past the CLI's 30 s on a push to a member that was cut off). The
-   * pushes go on; a member one misses gets the event by anti-entropy.
+   * changes nothing: nothing we said is lost by a crash), then waits for its pushes, at most
+   * PUBLISH_WAIT_MS: each push has its own deadline (sync.ts), but a command must answer even if
+   * libp2p overruns one (`meshd kick` once went past the CLI's 30 s on a push to a member that
+   * was cut off). The pushes go on; a member one misses gets the event by anti-entropy.
    */
   private async signAndPublish(draft: Draft): Promise<SignedEnvelope> {
     const env = await this.signer!.sign(draft, Date.now());
