@@ -106,6 +106,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr';
 import { eventId, type SignedEnvelope } from './signed.js';
 import { dialFirst } from './dialer.js';
+import { raceSignal } from 'race-signal';
 import type { Ledger } from './ledger.js';
 import { FrameError, FrameStream, isLoopbackAddr, peerOf, type ConnectionGate } from './p2p.js';
 import { noopLogger, type Logger } from '../util/log.js';
@@ -401,14 +402,17 @@ export class LedgerSync {
     return out;
   }
 
+  /** Pushes `envs` on `conn`; false once the push fails or its deadline passes, whatever libp2p still awaits. */
   async #push(conn: Connection, envs: readonly SignedEnvelope[]): Promise<boolean> {
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#pushTimeoutMs)]);
-    let frames: FrameStream | null = null;
-    try {
-      const stream = await conn.newStream(this.pushProtocol, { signal });
-      frames = new FrameStream(stream, this.#maxFrameBytes);
+    let frames = null as FrameStream | null;
+    const attempt = async (): Promise<void> => {
+      frames = new FrameStream(await this.#newStream(conn, this.pushProtocol, signal), this.#maxFrameBytes);
       await frames.writeMany([...envs.slice(0, PUSH_MAX), { end: true }], signal);
       await frames.close(signal);
+    };
+    try {
+      await raceSignal(attempt(), signal);
       return true;
     } catch (err) {
       frames?.abort(err as Error);
@@ -656,22 +660,35 @@ export class LedgerSync {
     return p;
   }
 
+  /**
+   * A stream for `protocol` by the deadline `signal` sets, or an error. libp2p's newStream can
+   * outlast its signal: after the protocol is negotiated it records it in the peer store, an await
+   * the signal does not reach (behind other peer-store writes on a busy node). So the wait is raced
+   * against the signal, and a stream that arrives after the deadline is aborted.
+   */
+  #newStream(conn: Connection, protocol: string, signal: AbortSignal): Promise<Stream> {
+    const opening = conn.newStream(protocol, { signal });
+    opening.then((stream) => signal.aborted && stream.abort(new Error(`opening a ${protocol} stream timed out`)), () => {});
+    return raceSignal(opening, signal);
+  }
+
   async #initiate(conn: Connection): Promise<SyncResult> {
     const peer = conn.remotePeer.toString();
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#syncTimeoutMs)]);
     const started = performance.now();
     let stream: Stream;
     try {
-      stream = await conn.newStream(this.protocol, { signal });
+      stream = await this.#newStream(conn, this.protocol, signal);
     } catch (err) {
       this.#log.debug({ peer, err: (err as Error).message }, 'cannot open a sync stream');
       throw err;
     }
     try {
-      const r = await this.#exchange(new FrameStream(stream, this.#maxFrameBytes), conn, signal);
+      const r = await raceSignal(this.#exchange(new FrameStream(stream, this.#maxFrameBytes), conn, signal), signal);
       this.#log.debug({ ...r, ms: Math.round(performance.now() - started) }, 'ledger sync done');
       return r;
     } catch (err) {
+      if (signal.aborted) stream.abort(err as Error);
       this.#log.debug({ peer, err: (err as Error).message }, 'ledger sync failed');
       this.#closeIfTimedOut(conn, signal, 'a sync');
       throw err;

@@ -4,7 +4,7 @@
 // we create: the host namespace gets no address, route or link.
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -198,6 +198,30 @@ export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs: n
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * Where a live process is stuck, for the error of a test that waited on it in vain: each thread's
+ * state, the kernel function it sleeps in and its kernel stack (from /proc), and its native stacks
+ * when gdb is installed. A daemon that prints nothing while alive is blocked in one of these.
+ */
+export async function stuckReport(pid: number): Promise<string> {
+  const lines: string[] = [];
+  const read = (f: string) => { try { return readFileSync(f, 'utf8').trim(); } catch { return '?'; } };
+  let tids: string[] = [];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return `process ${pid} is gone`; }
+  for (const tid of tids) {
+    const stat = read(`/proc/${pid}/task/${tid}/stat`);
+    const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+    lines.push(`thread ${tid} ${read(`/proc/${pid}/task/${tid}/comm`)} state ${state} wchan ${read(`/proc/${pid}/task/${tid}/wchan`)}`);
+    const kstack = read(`/proc/${pid}/task/${tid}/stack`);
+    if (kstack && kstack !== '?') lines.push(...kstack.split('\n').slice(0, 8).map((l) => `    ${l}`));
+  }
+  const gdb = await run('gdb', ['-p', String(pid), '-batch', '-nx', '-ex', 'thread apply all bt 25'], { timeout: 30_000, maxBuffer: 8 << 20 }).then(
+    (r) => r.stdout.split('\n').filter((l) => /^(Thread|#)/.test(l)).join('\n'),
+    (err: Error & { code?: string }) => (err.code === 'ENOENT' ? '(no gdb: no native stacks)' : `(gdb: ${err.message.split('\n')[0]})`),
+  );
+  return `${lines.join('\n')}\n${gdb}`;
 }
 
 export interface PingResult {

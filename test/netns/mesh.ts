@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Topology, ping, waitFor, MESHD, type Proc } from './harness.js';
+import { Topology, ping, waitFor, stuckReport, MESHD, type Proc } from './harness.js';
 import type { Status } from '../../src/daemon/daemon.js';
 
 export interface MeshNode {
@@ -42,10 +42,26 @@ export class MeshNet {
     this.t.trackSocket(`/var/run/wireguard/${node.ifname}.sock`);
     const proc = node.proc;
     // The socket file may be a stale one of a killed daemon: wait until the new daemon answers.
-    await waitFor(async () => !proc.alive() || (existsSync(join(node.stateDir, 'meshd.sock')) && (await this.status(node).then(() => true, () => false))), 20_000, `daemon ${node.name}`).catch((err: Error) => {
-      // The daemon logs the step it is stuck in (src/daemon/startup.ts): show it.
-      throw new Error(`${err.message}; its output:\n${proc.output().slice(-4000)}`);
-    });
+    let lastError = 'no control socket yet';
+    const answers = async (): Promise<boolean> => {
+      if (!existsSync(join(node.stateDir, 'meshd.sock'))) return false;
+      return this.cli(node, ['status', '--json'], 10_000).then(() => true, (err: Error) => ((lastError = err.message), false));
+    };
+    // The daemon logs the step it is stuck in (src/daemon/startup.ts); one that logs nothing is
+    // blocked, or up but not answering. A start normally takes a second or two: past 15 s, where it
+    // is and what `meshd status` said are taken down, and printed whether or not it comes up.
+    const where = async (): Promise<string> => `meshd status said last: ${lastError}; its output:\n${proc.output().slice(-4000)}\nwhere it is:\n${await stuckReport(proc.pid)}`;
+    const t0 = Date.now();
+    let slow = null as Promise<string> | null;
+    const timer = setTimeout(() => (slow = where()), 15_000);
+    try {
+      await waitFor(async () => !proc.alive() || (await answers()), 60_000, `daemon ${node.name}`);
+    } catch (err) {
+      throw new Error(`${(err as Error).message}; ${slow ? `at 15 s: ${await slow}\nat 60 s: ` : ''}${await where()}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (slow) console.log(`daemon ${node.name} took ${Date.now() - t0} ms to answer; at 15 s: ${await slow}`);
     if (!proc.alive()) throw new Error(`daemon ${node.name} exited: ${proc.output()}`);
   }
 

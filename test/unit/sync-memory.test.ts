@@ -122,3 +122,27 @@ test('a connection that cannot carry a push in time is closed, and the member is
   await waitFor(() => b.ledger.isAdmin(b.id), 20_000, 'the grant to reach the member over a new connection');
   assert.ok(h0.getConnections().some((c) => c.remotePeer.toString() === b.id && c.status === 'open' && c !== slow));
 });
+
+test('a push ends by its deadline even when opening its stream never does (libp2p awaits past the signal)', { timeout: 60_000 }, async (t) => {
+  const net = await newNet();
+  const key = await newKey();
+  await admission(net, key, 'm1');
+  const mnet = new MemoryNetwork();
+  t.after(() => mnet.stop());
+  const [h0, h1] = await Promise.all([memoryHost(mnet, net.founderKey, 'm0'), memoryHost(mnet, key, 'm1')]);
+  net.ledger.add(await memoryRecord(net, net.founderKey, 'm0', h0));
+  net.ledger.add(await memoryRecord(net, key, 'm1', h1));
+  const opts = { sync: { pushTimeoutMs: 500, syncTimeoutMs: 30_000 } };
+  const a = await startMemoryPeer(net, net.founderKey, 'm0', net.ledger, h0, opts);
+  const b = await startMemoryPeer(net, key, 'm1', ledgerWith(net, [...net.ledger.events(), ...net.ledger.records()]), h1, opts);
+  t.after(() => Promise.all([a.stop(), b.stop()]));
+  await waitFor(() => a.links().has(b.id), 20_000, 'a connection between the two');
+  const conn = h0.getConnections().find((c) => c.remotePeer.toString() === b.id && c.status === 'open')!;
+  // As libp2p's newStream awaiting a peer-store write the signal does not reach: it never settles.
+  conn.newStream = () => new Promise(() => {});
+
+  const started = Date.now();
+  const recipients = await a.sync.publish(await net.signer.sign({ type: 'grant', member: b.id }, Date.now()));
+  assert.equal(recipients, 0, 'the push did not get through');
+  assert.ok(Date.now() - started < 5_000, `publish returned ${Date.now() - started} ms after it began, past the push's 500 ms deadline`);
+});
