@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"5 10"}
 [ "$(id -u)" = 0 ] || { echo "mesh.sh: run as root" >&2; exit 1; }
 [ -f dist/cmd/meshd.js ] || { echo "mesh.sh: not built (npm run build)" >&2; exit 1; }
+[ -z "${LOGS:-}" ] || mkdir -p "$LOGS"
 
 P="mm$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 STATE=$(mktemp -d /tmp/meshd-bench-mesh.XXXXXX)

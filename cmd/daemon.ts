@@ -4,6 +4,7 @@ import { datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine
 import { createLogger } from '../src/util/log.js';
 import { stateDir } from './common.js';
 import { sdNotify, sdWatchdog } from '../src/daemon/sd-notify.js';
+import { addonTrim, startMemoryTrim } from '../src/daemon/memory-trim.js';
 
 const collect = (v: string, list: string[]) => [...list, v];
 
@@ -72,10 +73,12 @@ export function daemonCommand(): Command {
       metrics?.serve(daemon.metricsSources());
       let stopping = false;
       let stopWatchdog = (): void => {};
+      let stopTrim = (): void => {};
       stop = async (why: string, code: number) => {
         if (stopping) return;
         stopping = true;
         stopWatchdog();
+        stopTrim();
         sdNotify('STOPPING=1', logger);
         if (code === 0) logger.info({ why }, 'shutting down');
         else logger.error({ why }, 'shutting down');
@@ -89,5 +92,7 @@ export function daemonCommand(): Command {
       sdNotify('READY=1', logger);
       // And, under WatchdogSec=, that its main thread still runs.
       stopWatchdog = sdWatchdog(logger);
+      const trim = addonTrim(logger);
+      if (trim) stopTrim = startMemoryTrim(trim, logger);
     });
 }

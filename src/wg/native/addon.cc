@@ -18,6 +18,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   meshd::InitPoller(env, exports);
   meshd::InitIcmp(env, exports);
   meshd::InitNotify(env, exports);
+  meshd::InitMemory(env, exports);
   exports.Set("closeFd", Napi::Function::New(env, CloseFd));
   return exports;
 }
