@@ -63,7 +63,16 @@ run() {
     exe=(dist/cmd/meshd.js); [ -n "${PROF:-}" ] && [ "$i" = "${PROF_NODE:-1}" ] && exe=(node --max-semi-space-size=1 --cpu-prof --cpu-prof-dir="$PROF" dist/cmd/meshd.js)
     LOG_LEVEL=$level ip netns exec "$P-$i" "${exe[@]}" --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" >"$log" 2>&1 & PIDS+=($!)
   done
-  for i in $(seq "$N"); do for _ in $(seq 200); do meshd "$i" status >/dev/null 2>&1 && break; sleep 0.1; done; done
+  # Each daemon answers `meshd status` (200 tries, 0.1 s apart) or the bench stops: no wait on a dead one.
+  for i in $(seq "$N"); do
+    local up=0 pid=${PIDS[$((${#PIDS[@]} - N + i - 1))]}
+    for _ in $(seq 200); do
+      kill -0 "$pid" 2>/dev/null || break
+      meshd "$i" status >/dev/null 2>&1 && { up=1; break; }
+      sleep 0.1
+    done
+    [ "$up" = 1 ] || { echo "mesh.sh: daemon n$i did not start (LOGS=DIR keeps its output)" >&2; exit 1; }
+  done
   meshd 1 init >/dev/null
   local firsts=() joins=() t0 t1
   for i in $(seq 2 "$N"); do

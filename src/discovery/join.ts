@@ -83,6 +83,7 @@ import { FrameError, FrameStream, dialOrder, peerOf } from './p2p.js';
 import { DialFailedError, dialFirst } from './dialer.js';
 import { hostPortOf } from './addresses.js';
 import { noopLogger, type Logger } from '../util/log.js';
+import { timeoutSignal } from '../util/timeout.js';
 
 export const JOIN_PROTOCOL = '/meshd/join/2';
 
@@ -152,7 +153,7 @@ export async function join(
   }
   const addr = dialled.addr;
   // Connected: the member now has answerMs to take the join and answer it.
-  const signal = AbortSignal.timeout(answerMs);
+  const signal = timeoutSignal(answerMs);
   let stream: Stream;
   try {
     stream = await dialled.conn.newStream(JOIN_PROTOCOL, { signal });
@@ -284,7 +285,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
     // One FrameStream per stream (each wraps the stream's incoming bytes): requests are bounded
     // to MAX_REQUEST_BYTES, our answer frames to MAX_REPLY_FRAME_BYTES.
     const frames = new FrameStream(stream, MAX_REQUEST_BYTES, MAX_REPLY_FRAME_BYTES);
-    const signal = AbortSignal.any([closed.signal, AbortSignal.timeout(requestTimeoutMs + settleMs + 30_000)]);
+    const signal = AbortSignal.any([closed.signal, timeoutSignal(requestTimeoutMs + settleMs + 30_000)]);
     try {
       let request: JoinRequest;
       try {
@@ -389,7 +390,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
 
 async function readRequest(frames: FrameStream, timeoutMs: number, closed: AbortSignal): Promise<unknown> {
   try {
-    return await frames.read(AbortSignal.any([closed, AbortSignal.timeout(timeoutMs)]));
+    return await frames.read(AbortSignal.any([closed, timeoutSignal(timeoutMs)]));
   } catch (err) {
     // An oversized or garbage frame: answer it if the stream still lets us.
     throw new Refusal(`malformed join request: ${(err as Error).message}`);

@@ -21,6 +21,7 @@ import { peerIdFromString } from '@libp2p/peer-id';
 import { FrameStream } from './p2p.js';
 import { ALLOCATION_MS } from './relay.js';
 import { noopLogger, type Logger } from '../util/log.js';
+import { timeoutSignal } from '../util/timeout.js';
 
 export const RELAY_PROTOCOL = '/meshd/relay/1';
 const MAX_FRAME = 1024;
@@ -50,7 +51,7 @@ export async function serveRelay(node: Libp2p, policy: RelayPolicy, logger: Logg
   const handle = async (stream: Stream, conn: Connection): Promise<void> => {
     const frames = new FrameStream(stream, MAX_FRAME);
     const asker = conn.remotePeer.toString();
-    const signal = AbortSignal.timeout(5_000);
+    const signal = timeoutSignal(5_000);
     try {
       const reply = answer(asker, await frames.read(signal));
       logger.debug({ asker, reply }, 'relay request');
@@ -65,7 +66,7 @@ export async function serveRelay(node: Libp2p, policy: RelayPolicy, logger: Logg
 }
 
 export async function requestRelay(node: Libp2p, relay: string, to: string, timeoutMs = 5_000): Promise<number> {
-  const signal = AbortSignal.timeout(timeoutMs);
+  const signal = timeoutSignal(timeoutMs);
   const stream = await node.dialProtocol(peerIdFromString(relay), RELAY_PROTOCOL, { signal });
   const frames = new FrameStream(stream, MAX_FRAME);
   try {

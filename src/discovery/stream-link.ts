@@ -20,6 +20,7 @@ import type { Stream } from '@libp2p/interface';
 import { peerIdFromString } from '@libp2p/peer-id';
 import { lpStream } from '@libp2p/utils';
 import { noopLogger, type Logger } from '../util/log.js';
+import { timeoutSignal } from '../util/timeout.js';
 
 export const WG_STREAM_PROTOCOL = '/meshd/wg-stream/1';
 const MAX_FRAME = 2048;
@@ -85,6 +86,6 @@ export async function serveStreamLinks(node: Libp2p, host: StreamLinkHost, logge
 export async function openStreamLink(node: Libp2p, peerId: string, host: StreamLinkHost, logger: Logger = noopLogger): Promise<StreamLink> {
   const hex = host.member(peerId);
   if (hex === null) throw new Error('not a member');
-  const stream = await node.dialProtocol(peerIdFromString(peerId), WG_STREAM_PROTOCOL, { signal: AbortSignal.timeout(5_000) });
+  const stream = await node.dialProtocol(peerIdFromString(peerId), WG_STREAM_PROTOCOL, { signal: timeoutSignal(5_000) });
   return new StreamLink(stream, hex, host, logger);
 }

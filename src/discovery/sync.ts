@@ -69,8 +69,8 @@
 //        network that cut it off has probably healed, so every other member we are failing to
 //        reach is dialled within a second (jittered; at most once per `backoffMaxMs`).
 //    Connections to revoked peers (after
-//    `revokedGraceMs`, so that the revocation reaches them first), or to peers the gate denies,
-//    are closed (on every ledger change and every tick), and so are connections to peers that
+//    `revokedGraceMs`, and once a push of the revocation got through or `revokedTellMs` passed,
+//    so that the revocation reaches them first), or to peers the gate denies, are closed (on every ledger change and every tick), and so are connections to peers that
 //    stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds). A node that
 //    learns that it is itself revoked dials nobody any more (every member's gate refuses it).
 //
@@ -79,7 +79,7 @@
 //   interface LedgerSyncOptions { logger?, gate?, maxFrameBytes?, maxSyncBytes?, syncTimeoutMs?, pushTimeoutMs?,
 //                                 meshIntervalMs?, backoffMinMs?, backoffMaxMs?, awayAfterMs?,
 //                                 awayBackoffMaxMs?, yieldMs?, dialTimeoutMs?, syncRetryMs?,
-//                                 nonMemberGraceMs?, throughMesh?, revokedGraceMs?, fanout?,
+//                                 nonMemberGraceMs?, throughMesh?, revokedGraceMs?, revokedTellMs?, fanout?,
 //                                 entropyMs?, fullMeshMax?, idleUnwantedMs?, discover? }
 //   type EnvelopeSource = 'push' | 'sync'
 //   interface SyncResult { peer, sent, received, added, inSync, refused }
@@ -110,6 +110,7 @@ import { raceSignal } from 'race-signal';
 import type { Ledger } from './ledger.js';
 import { FrameError, FrameStream, isLoopbackAddr, peerOf, type ConnectionGate } from './p2p.js';
 import { noopLogger, type Logger } from '../util/log.js';
+import { timeoutSignal } from '../util/timeout.js';
 
 export const pushProtocol = (networkId: string): string => `/meshd/${networkId}/push/2`;
 export const syncProtocol = (networkId: string): string => `/meshd/${networkId}/sync/2`;
@@ -149,8 +150,12 @@ export interface LedgerSyncOptions {
    * where the mesh interface carries those addresses (the daemon); default false.
    */
   throughMesh?: boolean;
-  /** How long an open connection to a member just revoked stays, for the revocation to reach it; 2 s. */
+  /**
+   * How long an open connection to a member just revoked stays, at least (2 s) and at most (30 s
+   * more), for the revocation to reach it: it is pushed there until one push gets through.
+   */
   revokedGraceMs?: number;
+  revokedTellMs?: number;
   /** How many members an envelope that reached us is forwarded to; default 6. */
   fanout?: number;
   /** How often we compare ledgers with one random connected member; default 60 s. */
@@ -253,7 +258,10 @@ export class LedgerSync {
   readonly #dialTimeoutMs: number;
   readonly #throughMesh: boolean;
   readonly #revokedGraceMs: number;
+  readonly #revokedTellMs: number;
   readonly #revokedSeen = new Map<string, number>();
+  /** Connections (by id) to revoked members being told of their revocation (#tellRevoked). */
+  readonly #telling = new Set<string>();
   readonly #syncRetryMs: number;
   readonly #nonMemberGraceMs: number;
   readonly #fanout: number;
@@ -303,6 +311,7 @@ export class LedgerSync {
     this.#dialTimeoutMs = opts.dialTimeoutMs ?? 5_000;
     this.#throughMesh = opts.throughMesh ?? false;
     this.#revokedGraceMs = opts.revokedGraceMs ?? 2_000;
+    this.#revokedTellMs = opts.revokedTellMs ?? 30_000;
     this.#syncRetryMs = opts.syncRetryMs ?? 5_000;
     this.#nonMemberGraceMs = opts.nonMemberGraceMs ?? 60_000;
     this.#fanout = opts.fanout ?? 6;
@@ -404,7 +413,7 @@ export class LedgerSync {
 
   /** Pushes `envs` on `conn`; false once the push fails or its deadline passes, whatever libp2p still awaits. */
   async #push(conn: Connection, envs: readonly SignedEnvelope[]): Promise<boolean> {
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#pushTimeoutMs)]);
+    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(this.#pushTimeoutMs)]);
     let frames = null as FrameStream | null;
     const attempt = async (): Promise<void> => {
       frames = new FrameStream(await this.#newStream(conn, this.pushProtocol, signal), this.#maxFrameBytes);
@@ -417,7 +426,8 @@ export class LedgerSync {
     } catch (err) {
       frames?.abort(err as Error);
       this.#log.debug({ peer: conn.remotePeer.toString(), err: (err as Error).message }, 'cannot push to a member');
-      this.#closeIfTimedOut(conn, signal, 'a push');
+      // (A revoked member's connection stays until it is told: #tellRevoked closes it.)
+      if (!this.#ledger.revoked(conn.remotePeer.toString())) this.#closeIfTimedOut(conn, signal, 'a push');
       // The member may have missed it: this connection gets an exchange again, not now (it is
       // struggling) but every syncRetryMs from now until one completes (#tick).
       this.#synced.delete(conn.id);
@@ -441,7 +451,7 @@ export class LedgerSync {
   async #servePush(stream: Stream, conn: Connection): Promise<void> {
     const peer = conn.remotePeer.toString();
     const frames = new FrameStream(stream, this.#maxFrameBytes);
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)]);
+    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(10_000)]);
     try {
       if (this.#mustHangUp(peer)) throw new FrameError('peer is revoked');
       const got: unknown[] = [];
@@ -530,7 +540,7 @@ export class LedgerSync {
     const conn = this.#node.getConnections().find((c) => c.remotePeer.toString() === id && c.status === 'open');
     if (conn) return this.#syncOn(conn);
     const target = typeof peer === 'string' ? peerIdFromString(peer) : peer;
-    const dialled = await this.#node.dial(target, { signal: AbortSignal.timeout(this.#dialTimeoutMs) });
+    const dialled = await this.#node.dial(target, { signal: timeoutSignal(this.#dialTimeoutMs) });
     return this.#syncOn(dialled);
   }
 
@@ -674,7 +684,7 @@ export class LedgerSync {
 
   async #initiate(conn: Connection): Promise<SyncResult> {
     const peer = conn.remotePeer.toString();
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#syncTimeoutMs)]);
+    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(this.#syncTimeoutMs)]);
     const started = performance.now();
     let stream: Stream;
     try {
@@ -698,7 +708,7 @@ export class LedgerSync {
   async #serveSync(stream: Stream, conn: Connection): Promise<void> {
     // The peer started an exchange on this connection: ours (#tick) need not start another.
     this.#attempted.set(conn.id, Date.now());
-    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#syncTimeoutMs)]);
+    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(this.#syncTimeoutMs)]);
     try {
       const r = await this.#exchange(new FrameStream(stream, this.#maxFrameBytes), conn, signal);
       this.#log.debug({ ...r }, 'ledger sync served');
@@ -811,6 +821,28 @@ export class LedgerSync {
     }
   }
 
+  /**
+   * Hangs up on a revoked member once it has its revocation. The pushes made with the revocation
+   * may all have been lost (a lossy link): from the end of the grace on, the revocation is pushed
+   * on this connection until a push gets through or revokedTellMs passes, then the connection
+   * closes. It is the only way the member can learn: every member's gate refuses it from now on.
+   */
+  #tellRevoked(conn: Connection, peer: string): void {
+    if (this.#telling.has(conn.id)) return;
+    this.#telling.add(conn.id);
+    const revocations = this.#ledger.events().filter((e) => (e.body as { type?: string; member?: string }).type === 'revoke' && (e.body as { member?: string }).member === peer);
+    const until = Date.now() + this.#revokedTellMs;
+    void (async () => {
+      let told = false;
+      while (!told && this.#running && conn.status === 'open' && Date.now() < until) {
+        told = await this.#push(conn, revocations);
+        if (!told) await new Promise((r) => setTimeout(r, 500));
+      }
+      this.#log.debug({ peer, told }, 'told a revoked member');
+      await this.#hangUp(conn, 'revoked');
+    })().finally(() => this.#telling.delete(conn.id));
+  }
+
   async #hangUp(conn: Connection, why: string, level: 'info' | 'debug' = 'info'): Promise<void> {
     this.#log[level]({ peer: conn.remotePeer.toString(), why }, 'hanging up');
     await conn.close().catch(() => conn.abort(new Error(why)));
@@ -848,7 +880,8 @@ export class LedgerSync {
         // pushed to it as it was made) must reach it, or it goes on believing it is a member. It is
         // the only way it can learn: sync serves no ledger to non-members.
         if (this.#ledger.revoked(peer) && now - this.#revokedAt(peer, now) < this.#revokedGraceMs) continue;
-        void this.#hangUp(conn, 'revoked or denied');
+        if (this.#ledger.revoked(peer)) this.#tellRevoked(conn, peer);
+        else void this.#hangUp(conn, 'revoked or denied');
         continue;
       }
       const member = this.#ledger.isMember(peer);

@@ -146,3 +146,33 @@ test('a push ends by its deadline even when opening its stream never does (libp2
   assert.equal(recipients, 0, 'the push did not get through');
   assert.ok(Date.now() - started < 5_000, `publish returned ${Date.now() - started} ms after it began, past the push's 500 ms deadline`);
 });
+
+test('a revoked member whose link loses the revocation is told once the link carries it, then hung up on', { timeout: 60_000 }, async (t) => {
+  const net = await newNet();
+  const key = await newKey();
+  await admission(net, key, 'm1');
+  const mnet = new MemoryNetwork();
+  t.after(() => mnet.stop());
+  const [h0, h1] = await Promise.all([memoryHost(mnet, net.founderKey, 'm0'), memoryHost(mnet, key, 'm1')]);
+  net.ledger.add(await memoryRecord(net, net.founderKey, 'm0', h0));
+  net.ledger.add(await memoryRecord(net, key, 'm1', h1));
+  const opts = { sync: { pushTimeoutMs: 300, syncTimeoutMs: 30_000, revokedGraceMs: 200, revokedTellMs: 20_000 } };
+  const a = await startMemoryPeer(net, net.founderKey, 'm0', net.ledger, h0, opts);
+  const b = await startMemoryPeer(net, key, 'm1', ledgerWith(net, [...net.ledger.events(), ...net.ledger.records()]), h1, opts);
+  t.after(() => Promise.all([a.stop(), b.stop()]));
+  await waitFor(() => a.links().has(b.id), 20_000, 'a connection between the two');
+  const conn = h0.getConnections().find((c) => c.remotePeer.toString() === b.id && c.status === 'open')!;
+
+  // The link loses every push for now, as a lossy one may for seconds: the kick's own push cannot
+  // get through, nor can the tries after the grace.
+  const newStream = conn.newStream;
+  conn.newStream = () => new Promise(() => {});
+  assert.equal(await a.sync.publish(await net.signer.sign({ type: 'revoke', member: b.id, reason: 'kick' }, Date.now())), 0, 'the push with the kick was lost');
+  await new Promise((r) => setTimeout(r, 1_500));
+  assert.ok(!b.ledger.revoked(b.id), 'the member has not learnt it yet');
+  assert.equal(conn.status, 'open', 'its connection stays while it has not been told');
+
+  conn.newStream = newStream;
+  await waitFor(() => b.ledger.revoked(b.id), 15_000, 'the member to learn of its kick');
+  await waitFor(() => conn.status !== 'open', 15_000, 'the connection to the revoked member to close');
+});
