@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { PrivateKey } from '@libp2p/interface';
 import { admission, ledgerWith, newKey, newNet, selfRecord, waitFor, type Net } from './helpers/mesh-fixture.js';
 import { MemoryNetwork, memoryHost, memoryRecord, startMemoryPeer, type MemoryPeer } from './helpers/memory-mesh.js';
+import type { LedgerSyncOptions } from '../../src/discovery/sync.js';
 
 const N = 12;
 
@@ -46,6 +47,28 @@ function ringNeighbours(peers: MemoryPeer[]): (id: string) => Set<string> {
 }
 
 const same = (x: Set<string>, y: Set<string>): boolean => x.size === y.size && [...x].every((v) => y.has(v));
+
+/**
+ * Two members (the founder m0 and m1) connected over in-memory hosts, with these sync options;
+ * `delayMs`: each message on their link takes this long each way (set before they connect).
+ */
+async function twoMembers(t: { after(fn: () => unknown): void }, sync: LedgerSyncOptions, delayMs = 0) {
+  const net = await newNet();
+  const key = await newKey();
+  await admission(net, key, 'm1');
+  const mnet = new MemoryNetwork();
+  t.after(() => mnet.stop());
+  const [h0, h1] = await Promise.all([memoryHost(mnet, net.founderKey, 'm0'), memoryHost(mnet, key, 'm1')]);
+  if (delayMs > 0) mnet.setDelay(h0, h1, delayMs);
+  net.ledger.add(await memoryRecord(net, net.founderKey, 'm0', h0));
+  net.ledger.add(await memoryRecord(net, key, 'm1', h1));
+  const a = await startMemoryPeer(net, net.founderKey, 'm0', net.ledger, h0, { sync });
+  const b = await startMemoryPeer(net, key, 'm1', ledgerWith(net, [...net.ledger.events(), ...net.ledger.records()]), h1, { sync });
+  t.after(() => Promise.all([a.stop(), b.stop()]));
+  await waitFor(() => a.links().has(b.id), 20_000, 'a connection between the two');
+  const conn = h0.getConnections().find((c) => c.remotePeer.toString() === b.id && c.status === 'open')!;
+  return { net, mnet, h0, h1, a, b, conn };
+}
 
 test(`${N} members (beyond fullMeshMax): ring neighbours only, and a grant by one member reaches all`, { timeout: 60_000 }, async (t) => {
   const { net, peers } = await twelve(t);
@@ -96,23 +119,9 @@ test('a member cut off from everyone misses what is published, and catches up wh
 });
 
 test('a connection that cannot carry a push in time is closed, and the member is dialled again', { timeout: 60_000 }, async (t) => {
-  const net = await newNet();
-  const key = await newKey();
-  await admission(net, key, 'm1');
-  const mnet = new MemoryNetwork();
-  t.after(() => mnet.stop());
-  const [h0, h1] = await Promise.all([memoryHost(mnet, net.founderKey, 'm0'), memoryHost(mnet, key, 'm1')]);
   // Every message on this link takes 1.5 s each way: a push (stream negotiation, then the entry)
   // cannot finish in 300 ms, as on a link gone dark.
-  mnet.setDelay(h0, h1, 1_500);
-  net.ledger.add(await memoryRecord(net, net.founderKey, 'm0', h0));
-  net.ledger.add(await memoryRecord(net, key, 'm1', h1));
-  const opts = { sync: { pushTimeoutMs: 300, syncTimeoutMs: 30_000 } };
-  const a = await startMemoryPeer(net, net.founderKey, 'm0', net.ledger, h0, opts);
-  const b = await startMemoryPeer(net, key, 'm1', ledgerWith(net, [...net.ledger.events(), ...net.ledger.records()]), h1, opts);
-  t.after(() => Promise.all([a.stop(), b.stop()]));
-  await waitFor(() => a.links().has(b.id), 20_000, 'a connection between the two');
-  const slow = h0.getConnections().find((c) => c.remotePeer.toString() === b.id && c.status === 'open')!;
+  const { net, mnet, h0, h1, a, b, conn: slow } = await twoMembers(t, { pushTimeoutMs: 300, syncTimeoutMs: 30_000 }, 1_500);
 
   assert.equal(await a.sync.publish(await net.signer.sign({ type: 'grant', member: b.id }, Date.now())), 0, 'the push did not get through');
   assert.notEqual(slow.status, 'open', 'the connection it timed out on is closed');
@@ -124,20 +133,7 @@ test('a connection that cannot carry a push in time is closed, and the member is
 });
 
 test('a push ends by its deadline even when opening its stream never does (libp2p awaits past the signal)', { timeout: 60_000 }, async (t) => {
-  const net = await newNet();
-  const key = await newKey();
-  await admission(net, key, 'm1');
-  const mnet = new MemoryNetwork();
-  t.after(() => mnet.stop());
-  const [h0, h1] = await Promise.all([memoryHost(mnet, net.founderKey, 'm0'), memoryHost(mnet, key, 'm1')]);
-  net.ledger.add(await memoryRecord(net, net.founderKey, 'm0', h0));
-  net.ledger.add(await memoryRecord(net, key, 'm1', h1));
-  const opts = { sync: { pushTimeoutMs: 500, syncTimeoutMs: 30_000 } };
-  const a = await startMemoryPeer(net, net.founderKey, 'm0', net.ledger, h0, opts);
-  const b = await startMemoryPeer(net, key, 'm1', ledgerWith(net, [...net.ledger.events(), ...net.ledger.records()]), h1, opts);
-  t.after(() => Promise.all([a.stop(), b.stop()]));
-  await waitFor(() => a.links().has(b.id), 20_000, 'a connection between the two');
-  const conn = h0.getConnections().find((c) => c.remotePeer.toString() === b.id && c.status === 'open')!;
+  const { net, a, b, conn } = await twoMembers(t, { pushTimeoutMs: 500, syncTimeoutMs: 30_000 });
   // As libp2p's newStream awaiting a peer-store write the signal does not reach: it never settles.
   conn.newStream = () => new Promise(() => {});
 
@@ -148,20 +144,7 @@ test('a push ends by its deadline even when opening its stream never does (libp2
 });
 
 test('a revoked member whose link loses the revocation is told once the link carries it, then hung up on', { timeout: 60_000 }, async (t) => {
-  const net = await newNet();
-  const key = await newKey();
-  await admission(net, key, 'm1');
-  const mnet = new MemoryNetwork();
-  t.after(() => mnet.stop());
-  const [h0, h1] = await Promise.all([memoryHost(mnet, net.founderKey, 'm0'), memoryHost(mnet, key, 'm1')]);
-  net.ledger.add(await memoryRecord(net, net.founderKey, 'm0', h0));
-  net.ledger.add(await memoryRecord(net, key, 'm1', h1));
-  const opts = { sync: { pushTimeoutMs: 300, syncTimeoutMs: 30_000, revokedGraceMs: 200, revokedTellMs: 20_000 } };
-  const a = await startMemoryPeer(net, net.founderKey, 'm0', net.ledger, h0, opts);
-  const b = await startMemoryPeer(net, key, 'm1', ledgerWith(net, [...net.ledger.events(), ...net.ledger.records()]), h1, opts);
-  t.after(() => Promise.all([a.stop(), b.stop()]));
-  await waitFor(() => a.links().has(b.id), 20_000, 'a connection between the two');
-  const conn = h0.getConnections().find((c) => c.remotePeer.toString() === b.id && c.status === 'open')!;
+  const { net, a, b, conn } = await twoMembers(t, { pushTimeoutMs: 300, syncTimeoutMs: 30_000, revokedGraceMs: 200, revokedTellMs: 20_000 });
 
   // The link loses every push for now, as a lossy one may for seconds: the kick's own push cannot
   // get through, nor can the tries after the grace.
