@@ -10,7 +10,9 @@
 # Targets (issue 3): first ping under 2 s on a LAN, full mesh of 10 within 10 s. Issue 11: idle
 # CPU under 0.3% at 20 members and flat from 10 to 40, 50 daemons in a full mesh, RSS under 100 MB.
 # Knobs: SIZES="5 10"; SETTLE_S=10 IDLE_S=30 (idle CPU: measured over IDLE_S after SETTLE_S);
-# PROF=DIR (node PROF_NODE, default 1, writes a CPU profile there); LOGS=DIR keeps each daemon's log (info level) as DIR/<N>-n<i>.log. Root; a built tree (npm run build). Cleans up via trap.
+# PROF=DIR (node PROF_NODE, default 1, writes a CPU profile there); MEM=1 serves each daemon's
+# metrics and, after the idle window, breaks down the memory of the three largest (RssAnon, RssFile,
+# V8 heap used/total, external, array buffers); LOGS=DIR keeps each daemon's log (info level) as DIR/<N>-n<i>.log. Root; a built tree (npm run build). Cleans up via trap.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 SIZES=${SIZES:-"5 10"}
@@ -60,8 +62,9 @@ run() {
     ip -n "$P-$i" link set "${P}e$i" up
     if [ -n "${LOGS:-}" ]; then log=$LOGS/$N-n$i.log level=info; else log=/dev/null level=warn; fi
     # PROF=DIR: node PROF_NODE (1, the founder) writes a CPU profile (.cpuprofile) there when it exits.
-    exe=(dist/cmd/meshd.js); [ -n "${PROF:-}" ] && [ "$i" = "${PROF_NODE:-1}" ] && exe=(node --max-semi-space-size=1 --cpu-prof --cpu-prof-dir="$PROF" dist/cmd/meshd.js)
-    LOG_LEVEL=$level ip netns exec "$P-$i" "${exe[@]}" --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" >"$log" 2>&1 & PIDS+=($!)
+    exe=(dist/cmd/meshd.js); [ -n "${PROF:-}" ] && [ "$i" = "${PROF_NODE:-1}" ] && exe=(node --max-semi-space-size=1 --expose-gc --cpu-prof --cpu-prof-dir="$PROF" dist/cmd/meshd.js)
+    extra=(); [ -n "${MEM:-}" ] && extra=(--metrics 127.0.0.1:9464)
+    LOG_LEVEL=$level ip netns exec "$P-$i" "${exe[@]}" --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" "${extra[@]}" >"$log" 2>&1 & PIDS+=($!)
   done
   # Each daemon answers `meshd status` (200 tries, 0.1 s apart) or the bench stops: no wait on a dead one.
   for i in $(seq "$N"); do
@@ -126,8 +129,24 @@ run() {
     "$([ $done_ = 1 ] && echo $((t1 - t0)) || echo 'not reached')" \
     "$(printf '%s\n' "${rss[@]}" | median) / $(printf '%s\n' "${rss[@]}" | sort -n | tail -1)" "$N x $(printf '%s\n' "${rss[@]}" | median)" \
     "$(printf '%s\n' "${cpu[@]}" | median) / $(printf '%s\n' "${cpu[@]}" | sort -n | tail -1)"
+  [ -n "${MEM:-}" ] && breakdown
   teardown
 }
+
+# MEM=1: where the memory of the three largest daemons is (/proc status, and V8's own figures from
+# the daemon's metrics endpoint, 127.0.0.1:9464 in its namespace).
+breakdown() {
+  local k i m
+  for k in $(for k in "${!rss[@]}"; do echo "${rss[$k]} $k"; done | sort -rn | head -3 | awk '{print $2}'); do
+    i=$((k + 1))
+    m=$(ip netns exec "$P-$i" curl -s --max-time 5 http://127.0.0.1:9464/metrics || true)
+    printf '  n%-3s RSS %4s MB: anon %s, file %s; heap used %s / total %s, external %s, libp2p conns %s\n' "$i" "${rss[$k]}" \
+      "$(awk '/RssAnon/{printf "%.0f", $2/1024}' "/proc/${procs[$k]}/status")" "$(awk '/RssFile/{printf "%.0f", $2/1024}' "/proc/${procs[$k]}/status")" \
+      "$(mb nodejs_heap_size_used_bytes <<<"$m")" "$(mb nodejs_heap_size_total_bytes <<<"$m")" "$(mb nodejs_external_memory_bytes <<<"$m")" \
+      "$(ip netns exec "$P-$i" ss -tnH state established 2>/dev/null | wc -l)"
+  done
+}
+mb() { awk -v k="$1" 'index($0, k) == 1 { printf "%.0f", $NF / 1048576; exit }'; }
 
 printf '%-4s %20s %22s %18s %20s %16s %20s\n' N "join cmd ms med/max" "join->ping ms med/max" "full mesh ms" "RSS MB med/max" "total" "idle CPU % med/max"
 for n in $SIZES; do run "$n"; done

@@ -4,7 +4,7 @@ import { datapathFromEnv, timingsFromEnv, type Datapath } from '../src/wg/engine
 import { createLogger } from '../src/util/log.js';
 import { stateDir } from './common.js';
 import { sdNotify, sdWatchdog } from '../src/daemon/sd-notify.js';
-import { addonTrim, startMemoryTrim } from '../src/daemon/memory-trim.js';
+import { addonTrim, exposedGc, startMemoryUpkeep } from '../src/daemon/memory-upkeep.js';
 
 const collect = (v: string, list: string[]) => [...list, v];
 
@@ -73,12 +73,12 @@ export function daemonCommand(): Command {
       metrics?.serve(daemon.metricsSources());
       let stopping = false;
       let stopWatchdog = (): void => {};
-      let stopTrim = (): void => {};
+      let stopUpkeep = (): void => {};
       stop = async (why: string, code: number) => {
         if (stopping) return;
         stopping = true;
         stopWatchdog();
-        stopTrim();
+        stopUpkeep();
         sdNotify('STOPPING=1', logger);
         if (code === 0) logger.info({ why }, 'shutting down');
         else logger.error({ why }, 'shutting down');
@@ -92,7 +92,9 @@ export function daemonCommand(): Command {
       sdNotify('READY=1', logger);
       // And, under WatchdogSec=, that its main thread still runs.
       stopWatchdog = sdWatchdog(logger);
-      const trim = addonTrim(logger);
-      if (trim) stopTrim = startMemoryTrim(trim, logger);
+      // Idle memory upkeep: a full collection when quiet, and malloc_trim (memory-upkeep.ts).
+      const upkeep = { trim: addonTrim(logger), collect: exposedGc() };
+      if (!upkeep.collect) logger.warn('node runs without --expose-gc (run meshd as its executable, not `node meshd.js`): an idle daemon keeps what a burst left in its heap');
+      if (upkeep.trim || upkeep.collect) stopUpkeep = startMemoryUpkeep(upkeep, logger);
     });
 }

@@ -4,7 +4,7 @@
 // datagram sockets. Nothing here throws into the daemon: outside systemd (no $NOTIFY_SOCKET) it
 // does nothing; without the addon it warns once that the service manager will not hear from it.
 import type { Logger } from '../util/log.js';
-import { native } from '../wg/native.js';
+import { nativeFunction } from '../wg/native.js';
 
 /** What sends one datagram: 0 or -errno (the addon's notifySend). */
 export type NotifySend = (socket: string, message: string) => number;
@@ -13,9 +13,7 @@ let warned = false;
 
 function sender(logger: Logger): NotifySend | null {
   try {
-    const send = (native() as unknown as { notifySend?: NotifySend }).notifySend;
-    if (typeof send !== 'function') throw new Error('the native addon has no notifySend: rebuild it (npm run install)');
-    return send;
+    return nativeFunction('notifySend');
   } catch (err) {
     if (!warned) {
       warned = true;

@@ -52,7 +52,14 @@ export interface NativeAddon {
   icmpRecv(fd: number, buf: Buffer, from: Buffer): number;
   /** Watches fd for readability; onEvent(status) gets a negative libuv status after a POLLERR. */
   Poller: new (fd: number, onEvent: (status: number) => void) => Poller;
+  /** Sends one datagram to a unix socket path ("@name": abstract); 0 or -errno (sd_notify, notify.cc). */
+  notifySend?: (socket: string, message: string) => number;
+  /** malloc_trim(0): true if free heap pages went back to the kernel (memory.cc). */
+  trimMemory?: () => boolean;
 }
+
+/** The addon's functions that only the daemon's upkeep uses; an addon built from older sources may lack them. */
+export type OptionalNative = 'notifySend' | 'trimMemory';
 
 let loaded: NativeAddon | null = null;
 
@@ -75,4 +82,11 @@ export function native(): NativeAddon {
   }
   loaded = createRequire(import.meta.url)(path) as NativeAddon;
   return loaded;
+}
+
+/** One of the optional functions, or a clear error when the addon lacks it (or is not built). */
+export function nativeFunction<K extends OptionalNative>(name: K): NonNullable<NativeAddon[K]> {
+  const fn = native()[name];
+  if (typeof fn !== 'function') throw new Error(`the native addon has no ${name}: rebuild it (npm run install)`);
+  return fn as NonNullable<NativeAddon[K]>;
 }

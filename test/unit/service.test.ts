@@ -37,7 +37,7 @@ test('meshd service install --unit-dir: a unit systemd-analyze verify accepts, w
   else assert.match(out.stdout, /systemd does not load units from/);
 
   const unit = readFileSync(file, 'utf8');
-  const exec = /^ExecStart=(\S+) --max-semi-space-size=1 (\S+) --state-dir \/var\/lib\/meshd daemon$/m.exec(unit);
+  const exec = /^ExecStart=(\S+) --max-semi-space-size=1 --expose-gc (\S+) --state-dir \/var\/lib\/meshd daemon$/m.exec(unit);
   assert.ok(exec, 'ExecStart runs node on meshd daemon with the default state dir');
   for (const bin of [exec[1], exec[2]]) accessSync(bin, constants.X_OK);
   assert.equal(exec[2], MESHD);
@@ -102,7 +102,7 @@ test('meshd service install that cannot do what it was asked changes nothing', {
 test('renderUnit: both paths in ExecStart; ProtectHome=read-only for a node under a home directory; no path that would split', () => {
   const template = readFileSync(templatePath(), 'utf8');
   const unit = renderUnit(template, { node: '/usr/bin/node', meshd: '/opt/meshd/dist/cmd/meshd.js' });
-  assert.match(unit, /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 \/opt\/meshd\/dist\/cmd\/meshd\.js --state-dir \/var\/lib\/meshd daemon$/m);
+  assert.match(unit, /^ExecStart=\/usr\/bin\/node --max-semi-space-size=1 --expose-gc \/opt\/meshd\/dist\/cmd\/meshd\.js --state-dir \/var\/lib\/meshd daemon$/m);
   assert.match(unit, /^ProtectHome=yes$/m);
   const home = renderUnit(template, { node: '/root/.nvm/versions/node/v22/bin/node', meshd: '/opt/meshd/dist/cmd/meshd.js' });
   assert.match(home, /^ProtectHome=read-only$/m);

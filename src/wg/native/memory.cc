@@ -1,7 +1,7 @@
 // malloc_trim(3): hands the C heap's free pages back to the kernel. After a burst (joins, a sync
 // storm) glibc keeps the pages that libp2p's buffers, OpenSSL and LevelDB freed, in the middle of
 // its arenas, where only malloc_trim releases them: about 3-9 MB of an idle daemon's RSS, measured
-// with gdb in bench/mesh.sh at 20 members. src/daemon/memory-trim.ts calls it now and then.
+// with gdb in bench/mesh.sh at 20 members. src/daemon/memory-upkeep.ts calls it now and then.
 #include "common.h"
 #if defined(__GLIBC__)
 #include <malloc.h>

@@ -1,0 +1,103 @@
+// Now and then, an idle daemon hands back the memory a burst left behind. After a run of joins (or
+// a sync storm) two heaps keep what they no longer use, and nothing else releases it while the
+// daemon idles:
+// - V8's heap: without allocation no major collection runs, so the burst's garbage and the slack
+//   pages the heap grew stay (and bytecode that has not run for a while is flushed only at one).
+//   A full collection (`gc`, which the meshd executable exposes: --expose-gc on its shebang and in
+//   the systemd unit) frees them.
+//   It is a pause of 10-20 ms, so it runs only when the event loop was nearly idle since the last
+//   tick (under 2% busy): a busy tunnel is not paused for it, and V8 collects there anyway. And
+//   only when the heap grew by 4 MB since the last one: an idle daemon's heap grows slowly, so most
+//   minutes cost nothing.
+// - glibc's arenas: what libp2p's buffers, OpenSSL and LevelDB freed in the middle of them.
+//   `malloc_trim` (the addon, src/wg/native/memory.cc) gives those pages back; about a millisecond.
+// In bench/mesh.sh at 40 members the largest idle daemons went from 104 MB (the trim alone) to 96.
+import { performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
+import type { Logger } from '../util/log.js';
+import { nativeFunction } from '../wg/native.js';
+
+export const MEMORY_UPKEEP_MS = 60_000;
+/** The event loop's busy share since the last tick under which a full collection may run. */
+export const QUIET_LOAD = 0.02;
+/** How far V8's heap must have grown since the last full collection for another to pay. */
+export const COLLECT_GROWTH_BYTES = 4 << 20;
+
+/** What gives free C-heap pages back: true if any went (the addon's trimMemory). */
+export type Trim = () => boolean;
+/** A full garbage collection of V8's heap. */
+export type Collect = () => void;
+
+export interface MemoryUpkeep {
+  /** The addon's malloc_trim, or null. */
+  trim: Trim | null;
+  /** V8's full collection, or null (node without --expose-gc). */
+  collect: Collect | null;
+  /** The event loop's busy share (0..1) since the last call: performance.eventLoopUtilization by default. */
+  load?: () => number;
+  /** The process's RSS in bytes (for the log line): process.memoryUsage.rss by default. */
+  rss?: () => number;
+  /** V8's heap in use, in bytes: v8.getHeapStatistics().used_heap_size by default. */
+  heapUsed?: () => number;
+}
+
+/** The addon's trimMemory, or null (with a warning) when the addon lacks it: then nothing is trimmed. */
+export function addonTrim(logger: Pick<Logger, 'warn'>): Trim | null {
+  try {
+    return nativeFunction('trimMemory');
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, 'cannot return free heap pages to the kernel');
+    return null;
+  }
+}
+
+/** V8's `gc`, when node runs with --expose-gc (the meshd executable does), else null. */
+export function exposedGc(): Collect | null {
+  const gc = (globalThis as { gc?: unknown }).gc;
+  return typeof gc === 'function' ? () => (gc as () => void)() : null;
+}
+
+/** The event loop's busy share since the previous call (the first call: since the process began). */
+export function loopLoad(): () => number {
+  let last = performance.eventLoopUtilization();
+  return () => {
+    const now = performance.eventLoopUtilization();
+    const share = performance.eventLoopUtilization(now, last).utilization;
+    last = now;
+    return share;
+  };
+}
+
+/**
+ * Every `everyMs` (the timer keeps no process alive): a full collection if the loop was quiet and
+ * the heap grew by COLLECT_GROWTH_BYTES since the last one (an idle heap grows slowly: most ticks
+ * skip it), then a trim. Returns what stops it.
+ */
+export function startMemoryUpkeep(upkeep: MemoryUpkeep, logger: Pick<Logger, 'debug' | 'error'>, everyMs = MEMORY_UPKEEP_MS): () => void {
+  const { trim, collect } = upkeep;
+  const load = upkeep.load ?? loopLoad();
+  const rss = upkeep.rss ?? (() => process.memoryUsage.rss());
+  const heapUsed = upkeep.heapUsed ?? (() => getHeapStatistics().used_heap_size);
+  let usedAfterCollect = 0;
+  const timer = setInterval(() => {
+    try {
+      const busy = load();
+      const before = rss();
+      const t0 = performance.now();
+      const collected = collect !== null && busy < QUIET_LOAD && heapUsed() - usedAfterCollect >= COLLECT_GROWTH_BYTES;
+      if (collected) {
+        collect();
+        usedAfterCollect = heapUsed();
+      }
+      const trimmed = trim !== null && trim();
+      if (collected || trimmed) {
+        logger.debug({ freedMB: Math.round((before - rss()) / 1e5) / 10, ms: Math.round((performance.now() - t0) * 10) / 10, collected, trimmed }, 'returned free memory to the kernel');
+      }
+    } catch (err) {
+      clearInterval(timer); // what throws once will throw again: stop, the daemon goes on
+      logger.error({ err: (err as Error).message }, 'cannot return free memory to the kernel; no longer trying');
+    }
+  }, everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
