@@ -5,7 +5,8 @@
 // what a burst left in V8's heap (src/daemon/memory-upkeep.ts). --max-semi-space-size: V8's young
 // generation grows to 2 x 16 MB semi-spaces, and every page of them it ever touched counts in the
 // daemon's RSS. meshd allocates little (the data path nothing per packet), so 1 MB semi-spaces
-// cost a few sub-millisecond scavenges and save about 17 MB per daemon (bench/mesh.sh). Run meshd as this executable (the package's bin), not `node meshd.js`.
+// cost a few sub-millisecond scavenges and save about 17 MB per daemon (bench/mesh.sh). Run meshd
+// as this executable (the package's bin), not `node meshd.js`.
 import { Command, Option } from 'commander';
 import { daemonCommand } from './daemon.js';
 import { engineCommand } from './engine.js';

@@ -68,10 +68,10 @@
 //      - a connection opens to a member we had failed to reach (either side dialled): the
 //        network that cut it off has probably healed, so every other member we are failing to
 //        reach is dialled within a second (jittered; at most once per `backoffMaxMs`).
-//    Connections to revoked peers (after
-//    `revokedGraceMs`, and once a push of the revocation got through or `revokedTellMs` passed,
-//    so that the revocation reaches them first), or to peers the gate denies, are closed (on every ledger change and every tick), and so are connections to peers that
-//    stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds). A node that
+//    Connections to revoked peers (after `revokedGraceMs`, and once a push of the revocation got
+//    through or `revokedTellMs` passed, so that the revocation reaches them first), or to peers
+//    the gate denies, are closed (on every ledger change and every tick), and so are connections
+//    to peers that stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds). A node that
 //    learns that it is itself revoked dials nobody any more (every member's gate refuses it).
 //
 // Exported API:
@@ -234,6 +234,12 @@ function parseHello(value: unknown): Hello {
 /** What a member sends a peer whose ledger ends at `heads`: missing events, parents first, then records. */
 export function ledgerDelta(ledger: Ledger, heads: readonly string[] | null): SignedEnvelope[] {
   return [...ledger.since(heads ?? []), ...ledger.records()];
+}
+
+/** The member an entry revokes, or null when it is no revocation. */
+function revokedMember(env: SignedEnvelope): string | null {
+  const body = env.body as { type?: string; member?: unknown };
+  return body.type === 'revoke' && typeof body.member === 'string' ? body.member : null;
 }
 
 const isEnd = (v: unknown): boolean => v !== null && typeof v === 'object' && (v as { end?: unknown }).end === true && Object.keys(v).length === 1;
@@ -403,9 +409,9 @@ export class LedgerSync {
   #revokedTargets(envs: readonly SignedEnvelope[]): Connection[] {
     const out: Connection[] = [];
     for (const env of envs) {
-      const body = env.body as { type?: string; member?: string };
-      if (body.type !== 'revoke' || typeof body.member !== 'string' || body.member === this.#self) continue;
-      const conn = this.#node.getConnections().find((c) => c.remotePeer.toString() === body.member && c.status === 'open');
+      const member = revokedMember(env);
+      if (member === null || member === this.#self) continue;
+      const conn = this.#node.getConnections().find((c) => c.remotePeer.toString() === member && c.status === 'open');
       if (conn) out.push(conn);
     }
     return out;
@@ -830,7 +836,7 @@ export class LedgerSync {
   #tellRevoked(conn: Connection, peer: string): void {
     if (this.#telling.has(conn.id)) return;
     this.#telling.add(conn.id);
-    const revocations = this.#ledger.events().filter((e) => (e.body as { type?: string; member?: string }).type === 'revoke' && (e.body as { member?: string }).member === peer);
+    const revocations = this.#ledger.events().filter((e) => revokedMember(e) === peer);
     const until = Date.now() + this.#revokedTellMs;
     void (async () => {
       let told = false;
