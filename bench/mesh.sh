@@ -118,7 +118,10 @@ run() {
     procs+=("${child:-$pid}")
   done
   for p in "${procs[@]}"; do before+=($(ticks "$p")); done
+  # PROF: the idle window on the profile's clock (CLOCK_MONOTONIC, seconds), to read only that part.
+  [ -n "${PROF:-}" ] && awk '{print "start", $1}' /proc/uptime >"$PROF/window-$N.txt"
   sleep "$IDLE_S"
+  [ -n "${PROF:-}" ] && awk '{print "end", $1}' /proc/uptime >>"$PROF/window-$N.txt"
   for k in "${!procs[@]}"; do
     cpu+=($(awk -v a="${before[$k]}" -v b="$(ticks "${procs[$k]}")" -v hz="$HZ" -v s="$IDLE_S" 'BEGIN{printf "%.2f", (b - a) * 100 / hz / s}'))
     rss+=($(awk '/VmRSS/{printf "%.0f", $2/1024}' "/proc/${procs[$k]}/status" 2>/dev/null || echo 0))

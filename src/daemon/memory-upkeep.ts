@@ -1,19 +1,20 @@
 // Now and then, an idle daemon hands back the memory a burst left behind. After a run of joins (or
 // a sync storm) two heaps keep what they no longer use, and nothing else releases it while the
 // daemon idles:
-// - V8's heap: without allocation no major collection runs, so the burst's garbage and the slack
-//   pages the heap grew stay (and bytecode that has not run for a while is flushed only at one).
-//   A full collection (`gc`, which the meshd executable exposes: --expose-gc on its shebang and in
-//   the systemd unit) frees them.
-//   It is a pause of 10-20 ms, so it runs only when the event loop was nearly idle since the last
+// - V8's heap: without allocation no major collection runs, so the burst's garbage and the pages
+//   the heap grew stay (and bytecode that has not run for a while is flushed only at one). A full
+//   collection that compacts (exposedGc below; `gc` is there because the meshd executable runs
+//   with --expose-gc, on its shebang and in the systemd unit) frees them and hands the emptied
+//   pages back.
+//   It is a pause of 20-60 ms, so it runs only when the event loop was nearly idle since the last
 //   tick (under 2% busy): a busy tunnel is not paused for it, and V8 collects there anyway. And
-//   only when the heap grew by 4 MB since the last one: an idle daemon's heap grows slowly, so most
-//   minutes cost nothing.
+//   only when the heap (as committed) grew by 4 MB since the last one: an idle daemon's heap grows
+//   slowly, so most minutes cost nothing.
 // - glibc's arenas: what libp2p's buffers, OpenSSL and LevelDB freed in the middle of them.
 //   `malloc_trim` (the addon, src/wg/native/memory.cc) gives those pages back; about a millisecond.
-// In bench/mesh.sh at 40 members the largest idle daemons went from 104 MB (the trim alone) to 96.
+// A founded daemon: 97 -> 86 MB on Node 24, 89 -> 83 MB on Node 20 (bench/mesh.sh, README).
 import { performance } from 'node:perf_hooks';
-import { getHeapStatistics } from 'node:v8';
+import { getHeapStatistics, setFlagsFromString } from 'node:v8';
 import type { Logger } from '../util/log.js';
 import { nativeFunction } from '../wg/native.js';
 
@@ -37,8 +38,8 @@ export interface MemoryUpkeep {
   load?: () => number;
   /** The process's RSS in bytes (for the log line): process.memoryUsage.rss by default. */
   rss?: () => number;
-  /** V8's heap in use, in bytes: v8.getHeapStatistics().used_heap_size by default. */
-  heapUsed?: () => number;
+  /** V8's heap as committed (what RSS sees), in bytes: v8.getHeapStatistics().total_heap_size by default. */
+  heapSize?: () => number;
 }
 
 /** The addon's trimMemory, or null (with a warning) when the addon lacks it: then nothing is trimmed. */
@@ -51,10 +52,32 @@ export function addonTrim(logger: Pick<Logger, 'warn'>): Trim | null {
   }
 }
 
-/** V8's `gc`, when node runs with --expose-gc (the meshd executable does), else null. */
-export function exposedGc(): Collect | null {
-  const gc = (globalThis as { gc?: unknown }).gc;
-  return typeof gc === 'function' ? () => (gc as () => void)() : null;
+type Gc = (options?: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }) => void;
+
+/**
+ * A full collection that also compacts, with V8's `gc` when node runs with --expose-gc (the meshd
+ * executable does), else null. A plain `gc()` frees objects but leaves the pages they were on
+ * committed (at 10 members: 28 MB of heap for 19.5 MB of objects); compacting moves the survivors
+ * together and hands the emptied pages back.
+ * - V8 12 and later (Node 22, 24): the "last resort" flavour, V8's collection under memory
+ *   pressure, which compacts and also releases the pages V8 pools for reuse. A compaction without
+ *   it (the flag below) leaves the emptied pages in that pool, still resident: 15 MB more on Node
+ *   24, not less.
+ * - V8 11 (Node 20) has no flavour (an options object runs a minor collection there): the flag
+ *   that compacts at every full collection, on for this one only. Node 20 releases those pages.
+ */
+export function exposedGc(v8Major = Number(process.versions.v8.split('.')[0])): Collect | null {
+  const gc = (globalThis as { gc?: unknown }).gc as Gc | undefined;
+  if (typeof gc !== 'function') return null;
+  if (v8Major >= 12) return () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  return () => {
+    setFlagsFromString('--compact-on-every-full-gc');
+    try {
+      gc();
+    } finally {
+      setFlagsFromString('--no-compact-on-every-full-gc');
+    }
+  };
 }
 
 /** The event loop's busy share since the previous call (the first call: since the process began). */
@@ -70,24 +93,24 @@ export function loopLoad(): () => number {
 
 /**
  * Every `everyMs` (the timer keeps no process alive): a full collection if the loop was quiet and
- * the heap grew by COLLECT_GROWTH_BYTES since the last one (an idle heap grows slowly: most ticks
+ * the committed heap grew by COLLECT_GROWTH_BYTES since the last one (an idle heap grows slowly: most ticks
  * skip it), then a trim. Returns what stops it.
  */
 export function startMemoryUpkeep(upkeep: MemoryUpkeep, logger: Pick<Logger, 'debug' | 'error'>, everyMs = MEMORY_UPKEEP_MS): () => void {
   const { trim, collect } = upkeep;
   const load = upkeep.load ?? loopLoad();
   const rss = upkeep.rss ?? (() => process.memoryUsage.rss());
-  const heapUsed = upkeep.heapUsed ?? (() => getHeapStatistics().used_heap_size);
-  let usedAfterCollect = 0;
+  const heapSize = upkeep.heapSize ?? (() => getHeapStatistics().total_heap_size);
+  let sizeAfterCollect = 0;
   const timer = setInterval(() => {
     try {
       const busy = load();
       const before = rss();
       const t0 = performance.now();
-      const collected = collect !== null && busy < QUIET_LOAD && heapUsed() - usedAfterCollect >= COLLECT_GROWTH_BYTES;
+      const collected = collect !== null && busy < QUIET_LOAD && heapSize() - sizeAfterCollect >= COLLECT_GROWTH_BYTES;
       if (collected) {
         collect();
-        usedAfterCollect = heapUsed();
+        sizeAfterCollect = heapSize();
       }
       const trimmed = trim !== null && trim();
       if (collected || trimmed) {
