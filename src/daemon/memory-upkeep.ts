@@ -57,19 +57,19 @@ type Gc = (options?: { type: 'major'; execution: 'sync'; flavor: 'last-resort' }
 /**
  * A full collection that also compacts, with V8's `gc` when node runs with --expose-gc (the meshd
  * executable does), else null. A plain `gc()` frees objects but leaves the pages they were on
- * committed (at 10 members: 28 MB of heap for 19.5 MB of objects); compacting moves the survivors
- * together and hands the emptied pages back.
- * - V8 12 and later (Node 22, 24): the "last resort" flavour, V8's collection under memory
- *   pressure, which compacts and also releases the pages V8 pools for reuse. A compaction without
- *   it (the flag below) leaves the emptied pages in that pool, still resident: 15 MB more on Node
- *   24, not less.
+ * committed (a founded daemon: 28 MB of heap for 19.5 MB of objects); compacting moves the
+ * survivors together and hands the emptied pages back.
+ * - V8 12 and later (Node 24 is tested; Node 22 has V8 12.4): the "last resort" flavour, V8's
+ *   collection under memory pressure, which compacts and also releases the pages V8 pools for
+ *   reuse. A compaction without it (the flag below) leaves the emptied pages in that pool, still
+ *   resident: 15 MB more on Node 24, not less.
  * - V8 11 (Node 20) has no flavour (an options object runs a minor collection there): the flag
  *   that compacts at every full collection, on for this one only. Node 20 releases those pages.
  */
-export function exposedGc(v8Major = Number(process.versions.v8.split('.')[0])): Collect | null {
+export function exposedGc(): Collect | null {
   const gc = (globalThis as { gc?: unknown }).gc as Gc | undefined;
   if (typeof gc !== 'function') return null;
-  if (v8Major >= 12) return () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  if (Number(process.versions.v8.split('.')[0]) >= 12) return () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   return () => {
     setFlagsFromString('--compact-on-every-full-gc');
     try {
@@ -93,8 +93,8 @@ export function loopLoad(): () => number {
 
 /**
  * Every `everyMs` (the timer keeps no process alive): a full collection if the loop was quiet and
- * the committed heap grew by COLLECT_GROWTH_BYTES since the last one (an idle heap grows slowly: most ticks
- * skip it), then a trim. Returns what stops it.
+ * the committed heap grew by COLLECT_GROWTH_BYTES since the last one (an idle heap grows slowly:
+ * most ticks skip it), then a trim. Returns what stops it.
  */
 export function startMemoryUpkeep(upkeep: MemoryUpkeep, logger: Pick<Logger, 'debug' | 'error'>, everyMs = MEMORY_UPKEEP_MS): () => void {
   const { trim, collect } = upkeep;
