@@ -97,7 +97,7 @@ export async function dialFirst(
   if (addrs.length === 0) throw new DialFailedError([], 'no address to dial');
   const staggerMs = opts.staggerMs ?? 250;
   const race = new AbortController();
-  const signal = AbortSignal.any([race.signal, timeoutSignal(opts.timeoutMs), ...(opts.signal ? [opts.signal] : [])]);
+  const signal = timeoutSignal(opts.timeoutMs, race.signal, ...(opts.signal ? [opts.signal] : []));
   // One listener per dial and more inside libp2p: an invite lists up to 16 members, beyond Node's
   // default of 10 listeners, which would print a "possible memory leak" warning on every join.
   setMaxListeners(Infinity, signal);

@@ -285,7 +285,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
     // One FrameStream per stream (each wraps the stream's incoming bytes): requests are bounded
     // to MAX_REQUEST_BYTES, our answer frames to MAX_REPLY_FRAME_BYTES.
     const frames = new FrameStream(stream, MAX_REQUEST_BYTES, MAX_REPLY_FRAME_BYTES);
-    const signal = AbortSignal.any([closed.signal, timeoutSignal(requestTimeoutMs + settleMs + 30_000)]);
+    const signal = timeoutSignal(requestTimeoutMs + settleMs + 30_000, closed.signal);
     try {
       let request: JoinRequest;
       try {
@@ -365,7 +365,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
       const done = new AbortController(); // ends the confirmMs timer once the exchange is over
       await Promise.all([
         settleMs > 0 ? sleep(settleMs, closed.signal) : null,
-        exchanged ? Promise.race([exchanged, sleep(confirmMs, AbortSignal.any([closed.signal, done.signal]))]).finally(() => done.abort()) : null,
+        exchanged ? Promise.race([exchanged, sleep(confirmMs, closed.signal, done.signal)]).finally(() => done.abort()) : null,
       ]);
     }
     const member = ledger.member(joiner);
@@ -390,7 +390,7 @@ export async function serveJoin(node: Host, opts: ServeJoinOptions): Promise<Joi
 
 async function readRequest(frames: FrameStream, timeoutMs: number, closed: AbortSignal): Promise<unknown> {
   try {
-    return await frames.read(AbortSignal.any([closed, timeoutSignal(timeoutMs)]));
+    return await frames.read(timeoutSignal(timeoutMs, closed));
   } catch (err) {
     // An oversized or garbage frame: answer it if the stream still lets us.
     throw new Refusal(`malformed join request: ${(err as Error).message}`);
@@ -445,9 +445,14 @@ function noOtherAdmitter(ledger: Ledger, admitter: string): boolean {
   return ledger.members().every((m) => m.peerId === admitter) && !ledger.events().some((e) => e.body.type === 'revoke');
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
+/** Resolves after `ms`, or sooner when one of `signals` aborts; leaves no listener on them. */
+function sleep(ms: number, ...signals: AbortSignal[]): Promise<void> {
   return new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    // timeoutSignal's timer is unref'd; this one keeps the process up while an answer waits.
+    const alive = setTimeout(() => {}, ms);
+    timeoutSignal(ms, ...signals).addEventListener('abort', () => {
+      clearTimeout(alive);
+      resolve();
+    }, { once: true });
   });
 }

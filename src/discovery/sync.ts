@@ -419,7 +419,7 @@ export class LedgerSync {
 
   /** Pushes `envs` on `conn`; false once the push fails or its deadline passes, whatever libp2p still awaits. */
   async #push(conn: Connection, envs: readonly SignedEnvelope[]): Promise<boolean> {
-    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(this.#pushTimeoutMs)]);
+    const signal = timeoutSignal(this.#pushTimeoutMs, this.#abort.signal);
     let frames = null as FrameStream | null;
     const attempt = async (): Promise<void> => {
       frames = new FrameStream(await this.#newStream(conn, this.pushProtocol, signal), this.#maxFrameBytes);
@@ -457,7 +457,7 @@ export class LedgerSync {
   async #servePush(stream: Stream, conn: Connection): Promise<void> {
     const peer = conn.remotePeer.toString();
     const frames = new FrameStream(stream, this.#maxFrameBytes);
-    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(10_000)]);
+    const signal = timeoutSignal(10_000, this.#abort.signal);
     try {
       if (this.#mustHangUp(peer)) throw new FrameError('peer is revoked');
       const got: unknown[] = [];
@@ -690,7 +690,7 @@ export class LedgerSync {
 
   async #initiate(conn: Connection): Promise<SyncResult> {
     const peer = conn.remotePeer.toString();
-    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(this.#syncTimeoutMs)]);
+    const signal = timeoutSignal(this.#syncTimeoutMs, this.#abort.signal);
     const started = performance.now();
     let stream: Stream;
     try {
@@ -714,7 +714,7 @@ export class LedgerSync {
   async #serveSync(stream: Stream, conn: Connection): Promise<void> {
     // The peer started an exchange on this connection: ours (#tick) need not start another.
     this.#attempted.set(conn.id, Date.now());
-    const signal = AbortSignal.any([this.#abort.signal, timeoutSignal(this.#syncTimeoutMs)]);
+    const signal = timeoutSignal(this.#syncTimeoutMs, this.#abort.signal);
     try {
       const r = await this.#exchange(new FrameStream(stream, this.#maxFrameBytes), conn, signal);
       this.#log.debug({ ...r }, 'ledger sync served');
