@@ -71,8 +71,9 @@
 //    Connections to revoked peers (after `revokedGraceMs`, and once a push of the revocation got
 //    through or `revokedTellMs` passed, so that the revocation reaches them first), or to peers
 //    the gate denies, are closed (on every ledger change and every tick), and so are connections
-//    to peers that stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs seconds). A node that
-//    learns that it is itself revoked dials nobody any more (every member's gate refuses it).
+//    to peers that stay non-members longer than `nonMemberGraceMs` (60 s: a joiner needs
+//    seconds). A node that learns that it is itself revoked dials nobody any more (every member's
+//    gate refuses it).
 //
 // Exported API:
 //   pushProtocol(networkId): string;  syncProtocol(networkId): string
