@@ -448,8 +448,11 @@ function noOtherAdmitter(ledger: Ledger, admitter: string): boolean {
 /** Resolves after `ms`, or sooner when one of `signals` aborts; leaves no listener on them. */
 function sleep(ms: number, ...signals: AbortSignal[]): Promise<void> {
   return new Promise((resolve) => {
-    // timeoutSignal's timer is unref'd; this one keeps the process up while an answer waits.
-    const alive = setTimeout(() => {}, ms);
+    // timeoutSignal's timer is unref'd; this one keeps the process up while an answer waits, and
+    // resolves too: node stamps each timer with the clock as it is made, so the two may expire a
+    // millisecond apart, and if only this one ended the wait, the process could exit in between
+    // (a loaded machine did, in test/unit/join-memory.test.ts).
+    const alive = setTimeout(resolve, ms);
     timeoutSignal(ms, ...signals).addEventListener('abort', () => {
       clearTimeout(alive);
       resolve();
