@@ -46,6 +46,7 @@ IDLE_S=${IDLE_S:-30}
 # utime + stime of a process, in clock ticks
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 meshd() { local i=$1; shift; ip netns exec "$P-$i" dist/cmd/meshd.js --state-dir "$STATE/n$i" "$@"; }
+mac() { printf '02:00:00:00:%02x:%02x' $(($1 / 256)) $(($1 % 256)); }
 median() { sort -n | awk '{a[NR]=$1} END{ if (NR==0) print "-"; else print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2) }'; }
 
 run() {
@@ -56,7 +57,7 @@ run() {
   for i in $(seq "$N"); do
     ip netns add "$P-$i"
     ip -n "$P-$i" link set lo up
-    ip link add "${P}e$i" netns "$P-$i" type veth peer name "${P}p$i" netns "$P-lan"
+    ip link add "${P}e$i" netns "$P-$i" address "$(mac "$i")" type veth peer name "${P}p$i" netns "$P-lan"
     ip -n "$P-lan" link set "${P}p$i" master br0 up
     ip -n "$P-$i" addr add "192.168.60.$i/24" dev "${P}e$i"
     ip -n "$P-$i" link set "${P}e$i" up
@@ -65,6 +66,12 @@ run() {
     exe=(dist/cmd/meshd.js); [ -n "${PROF:-}" ] && [ "$i" = "${PROF_NODE:-1}" ] && exe=(node --max-semi-space-size=1 --expose-gc --cpu-prof --cpu-prof-dir="$PROF" dist/cmd/meshd.js)
     extra=(); [ -n "${MEM:-}" ] && extra=(--metrics 127.0.0.1:9464)
     LOG_LEVEL=$level ip netns exec "$P-$i" "${exe[@]}" --state-dir "$STATE/n$i" daemon --interface "${P}m$i" --name "n$i" "${extra[@]}" >"$log" 2>&1 & PIDS+=($!)
+  done
+  # The kernel's neighbour table is one for all namespaces, and it holds 1024 entries that it may
+  # evict (net.ipv4.neigh.default.gc_thresh3): a full mesh of 50 needs 2,450, and joins then fail
+  # with "neighbor table overflow" in dmesg. Permanent entries do not count against that limit.
+  for i in $(seq "$N"); do
+    for j in $(seq "$N"); do [ "$i" = "$j" ] || echo "neigh replace 192.168.60.$j lladdr $(mac "$j") dev ${P}e$i nud permanent"; done | ip -n "$P-$i" -batch -
   done
   # Each daemon answers `meshd status` (200 tries, 0.1 s apart) or the bench stops: no wait on a dead one.
   for i in $(seq "$N"); do
