@@ -20,14 +20,19 @@
 // A second table imports the libraries one after another in one process (each row: what that
 // import added, on top of those before it), which says which library the `modules` row is.
 //
+// A third loads the code the meshd executable runs as a daemon (every cmd/ module, the daemon and
+// its metrics) two ways: as tsc's ES modules, and bundled into one file as `npm run build` bundles
+// dist/cmd/meshd.js (scripts/bundle.mjs). The difference is what the bundle saves every daemon.
+//
 // Figures move by a few MB between runs (V8's heap sizing, allocator arenas): compare rows of
 // one run.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { packageRoot } from '../src/service/unit.js';
 
 const STAGES = ['node', 'modules', 'libp2p base', '+ identify', '+ ping', '+ mdns', 'meshd node', 'daemon', 'conn'] as const;
 type Stage = (typeof STAGES)[number];
@@ -146,6 +151,34 @@ async function imports(): Promise<[string, number][]> {
   return out;
 }
 
+type CodeStage = 'ES modules' | 'bundled';
+
+/** The modules the meshd executable loads as a daemon (its cmd/ modules import the rest). */
+function daemonModules(): string[] {
+  const dist = join(packageRoot(), 'dist');
+  const cmd = readdirSync(join(dist, 'cmd')).filter((f) => f.endsWith('.js') && f !== 'meshd.js' && f !== 'meshd-engine.js').map((f) => join(dist, 'cmd', f));
+  return [...cmd, ...['daemon/daemon.js', 'daemon/metrics.js', 'discovery/addresses.js'].map((f) => join(dist, 'src', f))];
+}
+
+/** The daemon's code loaded one way (in this child process), then settled. */
+async function code(how: CodeStage): Promise<Sample> {
+  if (how === 'ES modules') {
+    for (const m of daemonModules()) await import(m);
+    return settle();
+  }
+  // The bundle goes next to dist/ so that what stays outside it (classic-level) resolves.
+  const { build } = await import('esbuild');
+  const { OPTIONS } = (await import(join(packageRoot(), 'scripts', 'bundle.mjs'))) as { OPTIONS: object };
+  const out = join(packageRoot(), 'dist', 'bench', `memory-bundle-${process.pid}.mjs`);
+  try {
+    await build({ ...OPTIONS, stdin: { contents: daemonModules().map((m, i) => `export * as m${i} from ${JSON.stringify(m)};`).join('\n'), resolveDir: packageRoot(), loader: 'js' }, outfile: out });
+    await import(out);
+  } finally {
+    await rm(out, { force: true });
+  }
+  return settle();
+}
+
 /** The dialling side of `conn`: N meshd nodes, each connected to the target. */
 async function dial(target: string, n: number): Promise<void> {
   const { generateKeyPair } = await import('@libp2p/crypto/keys');
@@ -160,9 +193,10 @@ async function dial(target: string, n: number): Promise<void> {
   await new Promise(() => {});
 }
 
-function run(stage: Stage | 'imports'): Promise<Sample> {
+function run(stage: Stage | 'imports' | CodeStage): Promise<Sample> {
+  const args = stage === 'imports' ? ['--imports'] : stage === 'ES modules' || stage === 'bundled' ? ['--code', stage] : ['--stage', stage];
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, ['--max-semi-space-size=1', '--expose-gc', fileURLToPath(import.meta.url), ...(stage === 'imports' ? ['--imports'] : ['--stage', stage])], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, ['--max-semi-space-size=1', '--expose-gc', fileURLToPath(import.meta.url), ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     p.stdout!.on('data', (d) => (out += d));
     p.once('exit', (code) => {
@@ -180,6 +214,10 @@ async function main(): Promise<void> {
     process.exit(0);
   }
   if (argv[0] === '--dial') return dial(argv[1], Number(argv[2]));
+  if (argv[0] === '--code') {
+    process.stdout.write(`${JSON.stringify(await code(argv[1] as CodeStage))}\n`);
+    process.exit(0);
+  }
   if (argv[0] === '--imports') {
     process.stdout.write(`${JSON.stringify(await imports())}\n`);
     process.exit(0);
@@ -200,6 +238,13 @@ async function main(): Promise<void> {
   console.log(`\n| library (imported in this order) | RSS MB it added |`);
   console.log(`|---|---|`);
   for (const [m, mb] of lib) console.log(`| ${m} | ${mb.toFixed(1)} |`);
+  const modules = await run('ES modules');
+  const bundled = await run('bundled');
+  console.log(`\n| the daemon's code | RSS MB | heap MB | RSS / ES modules |`);
+  console.log(`|---|---|---|---|`);
+  for (const [how, s] of [['ES modules (tsc)', modules], ['bundled (npm run build)', bundled]] as const) {
+    console.log(`| ${how} | ${s.rssMb.toFixed(1)} | ${s.heapMb.toFixed(1)} | ${(s.rssMb / modules.rssMb).toFixed(2)} |`);
+  }
 }
 
 main().catch((err) => {
