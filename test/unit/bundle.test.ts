@@ -4,11 +4,11 @@
 // still runs. The daemon inside the bundle is what every test in test/netns starts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { run } from './helpers/run.js';
 import { packageRoot } from '../../src/service/unit.js';
 
 const CMD = join(packageRoot(), 'dist', 'cmd');
@@ -19,11 +19,6 @@ import { register } from 'node:module';
 register('data:text/javascript,' + encodeURIComponent("export async function load(url, context, next) { if (url.startsWith('file:')) process._rawDebug('LOADED ' + url); return next(url, context); }"));
 `)}`;
 
-function run(file: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env: { ...process.env, ...env } }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 for (const exe of ['meshd.js', 'meshd-engine.js']) {
   test(`dist/cmd/${exe} is one module: node loads nothing else of meshd's or of node_modules as a module`, { timeout: 30_000 }, async () => {

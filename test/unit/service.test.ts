@@ -4,12 +4,12 @@
 // start-time port check names the option for a taken port.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSocket } from 'node:dgram';
 import { createServer, type AddressInfo } from 'node:net';
+import { run } from './helpers/run.js';
 import { packageRoot, renderUnit, templatePath } from '../../src/service/unit.js';
 import { systemdRunning } from '../../src/service/systemctl.js';
 import { sdNotify, sdWatchdog } from '../../src/daemon/sd-notify.js';
@@ -18,11 +18,6 @@ import { createLogger } from '../../src/util/log.js';
 
 const MESHD = join(packageRoot(), 'dist', 'cmd', 'meshd.js');
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: { ...process.env, ...env } }, (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }));
-  });
-}
 
 test('meshd service install --unit-dir: a unit systemd-analyze verify accepts, with this node and meshd in ExecStart; uninstall removes it', { timeout: 60_000 }, async (tc) => {
   const dir = mkdtempSync(join(tmpdir(), 'meshd-unit-'));
