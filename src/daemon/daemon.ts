@@ -1339,15 +1339,21 @@ export class Daemon {
    * This machine moved (another network, another address): libp2p connections from the old
    * address are dead, so they are closed (the sync dials again from the new one), and our record
    * is refreshed at once (new interface addresses, a new mapping), so that members behind NATs
-   * probe us at the new address within seconds, not at the next 30 s refresh.
+   * probe us at the new address within seconds, not at the next 30 s refresh. Every peer with a
+   * live session gets a keepalive from the new address, so that those that can hear it (members
+   * on public addresses, stock WireGuard peers) roam to it at once; again once the record is out,
+   * in case the route came a moment after the address.
    */
   private async followNetworkChange(): Promise<void> {
     const now = this.localFingerprint();
     if (now === this.lastLocal) return;
-    this.log.info({ was: this.lastLocal, now }, 'network changed');
+    const was = this.lastLocal;
     this.lastLocal = now;
+    const keepalives = this.engine.device.sendKeepalivesToPeersWithCurrentKeypair();
+    this.log.info({ was, now, keepalives }, 'network changed');
     await Promise.all((this.node?.getConnections() ?? []).map((c) => c.close().catch(() => {})));
     await this.refreshRecord();
+    this.engine.device.sendKeepalivesToPeersWithCurrentKeypair();
   }
 
   /** Keepalives only where a NAT may need them: unless members saw us at our own address. */

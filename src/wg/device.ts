@@ -266,6 +266,26 @@ export class Device implements Configurable {
     }
   }
 
+  /**
+   * A keepalive to every peer with a live session (wireguard-go's
+   * SendKeepalivesToPeersWithCurrentKeypair, which wireguard-apple calls when the network path
+   * changes): after this machine moved, each peer hears an authenticated packet from the new
+   * address and roams its endpoint there at once, rather than at the next keepalive or handshake.
+   * Returns how many were sent.
+   */
+  sendKeepalivesToPeersWithCurrentKeypair(): number {
+    if (!this.identity) return 0;
+    const now = this.clock.now();
+    let sent = 0;
+    for (const peer of this.peers.values()) {
+      const kp = peer.keypairs.current;
+      if (kp === null || now - kp.created >= this.timings.rejectAfterTime || peer.endpoint === null) continue;
+      this.sendStaged(peer, now, true);
+      sent++;
+    }
+    return sent;
+  }
+
   private keepKeyFreshSending(peer: Peer, kp: Keypair, now: number): void {
     if ((kp.isInitiator && now - kp.created > this.timings.rekeyAfterTime) || kp.sendNonce > REKEY_AFTER_MESSAGES) {
       this.sendHandshakeInitiation(peer, false, now);

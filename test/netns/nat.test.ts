@@ -215,10 +215,10 @@ test('a member that moves to another network is back on direct paths within 10 s
   await waitFor(async () => {
     void ping(net.t, b.ns, '10.0.0.3', { count: 1, wait: 0.5 });
     void ping(net.t, c.ns, '10.0.0.2', { count: 1, wait: 0.5 });
-    const [bc, cb] = await Promise.all([net.status(b), net.status(c)]);
-    return bc.peers.find((p) => p.name === 'charlie')?.path === 'direct' && cb.peers.find((p) => p.name === 'bravo')?.endpoint === `${publicV4(9)}:51820` &&
-      cb.peers.find((p) => p.name === 'bravo')?.path === 'direct';
-  }, 20_000, 'direct paths from the new network');
+    const [bc, cb, ab] = await Promise.all([net.status(b), net.status(c), net.status(a)]);
+    const atNew = (s: typeof ab) => s.peers.find((p) => p.name === 'bravo')?.endpoint === `${publicV4(9)}:51820` && s.peers.find((p) => p.name === 'bravo')?.path === 'direct';
+    return bc.peers.find((p) => p.name === 'charlie')?.path === 'direct' && atNew(cb) && atNew(ab);
+  }, 20_000, 'direct paths from the new network, the founder\'s too');
   const backMs = Date.now() - t0;
   assert.ok(backMs < 10_000, `back on direct paths after ${backMs} ms`);
   assert.deepEqual((await net.status(b)).self.reflexive, [`${publicV4(9)}:51820`]);

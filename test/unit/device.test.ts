@@ -117,6 +117,35 @@ test('roaming: the endpoint follows the last authenticated packet', () => {
   assert.equal(a.delivered.length, 1, 'reply reached the roamed peer');
 });
 
+test('after a move, a keepalive to every peer with a live session: each roams to the new address before any data', () => {
+  const wire = new Wire();
+  const a = wire.addNode('a', '192.0.2.1', 51820);
+  const b = wire.addNode('b', '192.0.2.2', 51821);
+  const c = wire.addNode('c', '192.0.2.3', 51822);
+  wire.connect(a, b, '10.0.0.1/32', '10.0.0.2/32');
+  wire.connect(a, c, '10.0.0.1/32', '10.0.0.3/32');
+  wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);
+  wire.pump();
+  // a moves; only b has a session with it
+  wire.nodes.delete('192.0.2.1:51820');
+  a.ip = '198.51.100.7';
+  a.port = 40000;
+  wire.nodes.set('198.51.100.7:40000', a);
+  const before = wire.log.length;
+  assert.equal(a.device.sendKeepalivesToPeersWithCurrentKeypair(), 1, 'one peer has a session');
+  wire.pump();
+  const sent = wire.log.slice(before);
+  assert.deepEqual(sent.map((d) => [d.from.ip, d.bytes[0], d.bytes.length]), [['198.51.100.7', 4, 32]], 'one keepalive, to b, none to c');
+  const ep = b.device.snapshot().peers.find((p) => p.publicKey.equals(a.publicKey))!.endpoint!;
+  assert.deepEqual([ep.addr, ep.port], [addrFromString('198.51.100.7'), 40000]);
+  wire.sendIp(b, [ipv4('10.0.0.2', '10.0.0.1', 10)]);
+  wire.pump();
+  assert.equal(a.delivered.length, 1, 'b reaches a at its new address');
+  // a session past REJECT_AFTER_TIME is no session
+  wire.advance(9000 + 500, 1000);
+  assert.equal(a.device.sendKeepalivesToPeersWithCurrentKeypair(), 0);
+});
+
 test('preshared keys: matching keys connect, mismatched keys never do', () => {
   const psk = randomBytes(32);
   const ok = pair({ psk: [psk, psk] });
