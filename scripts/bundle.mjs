@@ -12,8 +12,31 @@
 // Left out of the bundle: classic-level, whose native addon is found from its own directory in
 // node_modules. The addon of our own (src/wg/native.ts) and the systemd template are found from the
 // package root, which does not move.
+//
+// Node's own modules are loaded with require(), not imported: importing one as an ES module builds a
+// facade that reads every export, lazy getters included. On Node 22 and later `node:http`'s
+// WebSocket, CloseEvent and MessageEvent are such getters, and reading them loads all of undici
+// (fetch's HTTP client): 14 MB of RSS for `import http from 'node:http'` against
+// `require('node:http')` (Node 24), in a daemon that never makes an HTTP request.
 import { build } from 'esbuild';
+import { builtinModules } from 'node:module';
 import { pathToFileURL } from 'node:url';
+
+const BUILTINS = new Set(builtinModules);
+
+/** `import ... from 'node:x'` (or a bare 'x' that is Node's) becomes the bundle's require('node:x'). */
+const builtinsByRequire = {
+  name: 'builtins-by-require',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?[a-z_/0-9]+$/ }, (args) => {
+      if (args.namespace === 'node-builtin') return { path: args.path, external: true };
+      const name = args.path.replace(/^node:/, '');
+      if (!args.path.startsWith('node:') && !BUILTINS.has(name)) return undefined;
+      return { path: `node:${name}`, namespace: 'node-builtin' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'node-builtin' }, (args) => ({ contents: `module.exports = require(${JSON.stringify(args.path)});`, loader: 'js' }));
+  },
+};
 
 const ENTRIES = ['dist/cmd/meshd.js', 'dist/cmd/meshd-engine.js'];
 
@@ -29,6 +52,7 @@ export const OPTIONS = {
   // The CommonJS packages in the bundle (commander, pino, dns-packet...) call require(): an ES
   // module has none, so it gets one.
   banner: { js: "import { createRequire as __meshdCreateRequire } from 'node:module'; const require = __meshdCreateRequire(import.meta.url);" },
+  plugins: [builtinsByRequire],
   logLevel: 'warning',
 };
 

@@ -1,7 +1,8 @@
 // The executables `npm run build` makes (scripts/bundle.mjs): dist/cmd/meshd.js and
 // dist/cmd/meshd-engine.js are each one file that node loads as the only module of meshd's, with
 // no module from node_modules beside it (the memory a daemon saves, bench/memory.ts), and each
-// still runs. The daemon inside the bundle is what every test in test/netns starts.
+// still runs; node's own modules are loaded with require(), so that importing them loads nothing
+// the daemon does not use. The daemon inside the bundle is what every test in test/netns starts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -27,6 +28,23 @@ for (const exe of ['meshd.js', 'meshd-engine.js']) {
     assert.equal(r.stdout.trim(), '0.1.0');
     const loaded = r.stderr.split('\n').filter((l) => l.startsWith('LOADED ')).map((l) => l.slice('LOADED '.length));
     assert.deepEqual(loaded, [pathToFileURL(join(CMD, exe)).href]);
+  });
+}
+
+/** Every node: module imported as an ES module, and at exit whether undici (fetch's client) was loaded. */
+const BUILTIN_HOOK = `data:text/javascript,${encodeURIComponent(`
+import { register } from 'node:module';
+register('data:text/javascript,' + encodeURIComponent("export async function resolve(s, c, next) { const r = await next(s, c); if (r.url.startsWith('node:')) process._rawDebug('IMPORTED ' + r.url); return r; }"));
+process.on('exit', () => process._rawDebug('UNDICI ' + process.moduleLoadList.some((m) => m.includes('undici'))));
+`)}`;
+
+for (const exe of ['meshd.js', 'meshd-engine.js']) {
+  test(`dist/cmd/${exe} requires node's modules rather than importing them (an ES import of node:http loads undici on Node 22+)`, { timeout: 30_000 }, async () => {
+    const r = await run(join(CMD, exe), ['--version'], { NODE_OPTIONS: `--import=${BUILTIN_HOOK}` });
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stderr.split('\n');
+    assert.deepEqual(lines.filter((l) => l.startsWith('IMPORTED ')), ['IMPORTED node:module'], 'only the banner\'s createRequire is imported');
+    assert.deepEqual(lines.filter((l) => l.startsWith('UNDICI ')), ['UNDICI false']);
   });
 }
 
