@@ -5,6 +5,7 @@ import { createLogger } from '../src/util/log.js';
 import { stateDir } from './common.js';
 import { sdNotify, sdWatchdog } from '../src/daemon/sd-notify.js';
 import { addonTrim, exposedGc, startMemoryUpkeep } from '../src/daemon/memory-upkeep.js';
+import { useSmallBufferPool } from '../src/daemon/buffer-pool.js';
 
 const collect = (v: string, list: string[]) => [...list, v];
 
@@ -43,6 +44,8 @@ export function daemonCommand(): Command {
       const metricsAt = opts.metrics === undefined ? null : parseHostPort(opts.metrics, '--metrics');
       if (process.getuid?.() !== 0) throw new Error('must run as root (it creates a network interface)');
       const logger = createLogger('meshd');
+      // Before libp2p and the daemon allocate what they keep: 8 KB pools, not Node 22+'s 64 KB.
+      useSmallBufferPool();
       // Loaded here, not at the top: libp2p takes about a second to import, and the other
       // subcommands (status, join, ...) should start fast.
       // A daemon stays up: a promise nobody handled (ours or a library's) is an error in the log,

@@ -36,6 +36,12 @@ test('meshd service install --unit-dir: a unit systemd-analyze verify accepts, w
   assert.ok(exec, 'ExecStart runs node on meshd daemon with the default state dir');
   for (const bin of [exec[1], exec[2]]) accessSync(bin, constants.X_OK);
   assert.equal(exec[2], MESHD);
+  // The unit runs node as meshd.js's shebang does: the same environment, the same flags.
+  const shebang = /^#!\/usr\/bin\/env -S (.*)$/m.exec(readFileSync(MESHD, 'utf8'))![1].split(' ');
+  const node = shebang.indexOf('node');
+  assert.deepEqual(shebang.slice(0, node), ['MALLOC_ARENA_MAX=2']);
+  for (const assignment of shebang.slice(0, node)) assert.match(unit, new RegExp(`^Environment=${assignment}$`, 'm'));
+  assert.deepEqual(shebang.slice(node + 1), ['--max-semi-space-size=1', '--expose-gc']);
   assert.match(unit, /^Type=notify$/m);
   assert.match(unit, /^StateDirectory=meshd$/m);
   assert.match(unit, /^DeviceAllow=\/dev\/net\/tun rw$/m);
