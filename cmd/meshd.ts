@@ -5,6 +5,7 @@
 // of its own, up to 8 per core, and each keeps what was freed in it. A daemon's other threads (V8's
 // GC helpers, libuv's pool, LevelDB's compaction) allocate little and seldom; two arenas hold it
 // all. The data path allocates nothing per packet, so the lock they share is not contended.
+//
 // The flags above. --expose-gc: an idle daemon runs a full collection now and then, to hand back
 // what a burst left in V8's heap (src/daemon/memory-upkeep.ts). --max-semi-space-size: V8's young
 // generation grows to 2 x 16 MB semi-spaces, and every page of them it ever touched counts in the
