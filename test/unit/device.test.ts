@@ -103,10 +103,7 @@ test('roaming: the endpoint follows the last authenticated packet', () => {
   wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);
   wire.pump();
   // a moves to a new address and port
-  wire.nodes.delete('192.0.2.1:51820');
-  a.ip = '198.51.100.7';
-  a.port = 40000;
-  wire.nodes.set('198.51.100.7:40000', a);
+  wire.move(a, '198.51.100.7', 40000);
   wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);
   wire.pump();
   const ep = b.device.snapshot().peers[0].endpoint!;
@@ -127,10 +124,7 @@ test('after a move, a keepalive to every peer with a live session: each roams to
   wire.sendIp(a, [ipv4('10.0.0.1', '10.0.0.2', 10)]);
   wire.pump();
   // a moves; only b has a session with it
-  wire.nodes.delete('192.0.2.1:51820');
-  a.ip = '198.51.100.7';
-  a.port = 40000;
-  wire.nodes.set('198.51.100.7:40000', a);
+  wire.move(a, '198.51.100.7', 40000);
   const before = wire.log.length;
   assert.equal(a.device.sendKeepalivesToPeersWithCurrentKeypair(), 1, 'one peer has a session');
   wire.pump();

@@ -47,6 +47,14 @@ export class Wire {
 
   constructor(readonly timings: Timings = TEST_TIMINGS) {}
 
+  /** The node moves to another address and port (roaming): what was sent to the old one is lost. */
+  move(node: Node, ip: string, port: number): void {
+    this.nodes.delete(`${node.ip}:${node.port}`);
+    node.ip = ip;
+    node.port = port;
+    this.nodes.set(`${ip}:${port}`, node);
+  }
+
   addNode(name: string, ip: string, port: number, opts: { mtu?: number } = {}): Node {
     const privateKey = generatePrivateKey();
     const node = { name, ip, port, privateKey, publicKey: staticKey(privateKey).publicKey, delivered: [] } as unknown as Node;
