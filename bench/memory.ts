@@ -32,7 +32,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { packageRoot } from '../src/service/unit.js';
+import { packageRoot } from '../src/util/package-root.js';
 
 const STAGES = ['node', 'modules', 'libp2p base', '+ identify', '+ ping', '+ mdns', 'meshd node', 'daemon', 'conn'] as const;
 type Stage = (typeof STAGES)[number];

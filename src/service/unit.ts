@@ -2,9 +2,9 @@
 // shipped template with the absolute paths of node and meshd's entry point filled in, decided at
 // install time from the node that runs the install (systemd's PATH would not find a node from nvm
 // or /usr/local, and the unit must not depend on a shell).
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../util/package-root.js';
 
 export const UNIT_NAME = 'meshd.service';
 export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
@@ -22,14 +22,6 @@ export interface UnitPaths {
 
 /** What an ExecStart word may hold here: no quoting, no %-specifiers, no $-expansion. */
 const PLAIN_WORD = /^[\w@+=:,./-]+$/;
-
-/** The package root: the nearest directory above this file that holds package.json. */
-export function packageRoot(from = dirname(fileURLToPath(import.meta.url))): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    if (dirname(dir) === dir) throw new Error(`cannot find meshd's package root above ${from}`);
-  }
-}
 
 /** The node running this and the meshd next to it, symlinks resolved (what the unit will exec). */
 export function currentPaths(): UnitPaths {

@@ -2,8 +2,8 @@
 // cannot do fast. Loaded lazily so the pure-TypeScript parts work (and are tested) without it.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from '../util/package-root.js';
 
 export interface Poller {
   start(): void;
@@ -62,17 +62,6 @@ export interface NativeAddon {
 export type OptionalNative = 'notifySend' | 'trimMemory';
 
 let loaded: NativeAddon | null = null;
-
-/** The package root: the nearest directory above this file that holds package.json. */
-function packageRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) {
-    const up = dirname(dir);
-    if (up === dir) throw new Error('meshd: cannot find the package root');
-    dir = up;
-  }
-  return dir;
-}
 
 export function native(): NativeAddon {
   if (loaded) return loaded;

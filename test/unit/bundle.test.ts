@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { run } from './helpers/run.js';
-import { packageRoot } from '../../src/service/unit.js';
+import { packageRoot } from '../../src/util/package-root.js';
 
 const CMD = join(packageRoot(), 'dist', 'cmd');
 
@@ -19,7 +19,6 @@ const HOOK = `data:text/javascript,${encodeURIComponent(`
 import { register } from 'node:module';
 register('data:text/javascript,' + encodeURIComponent("export async function load(url, context, next) { if (url.startsWith('file:')) process._rawDebug('LOADED ' + url); return next(url, context); }"));
 `)}`;
-
 
 for (const exe of ['meshd.js', 'meshd-engine.js']) {
   test(`dist/cmd/${exe} is one module: node loads nothing else of meshd's or of node_modules as a module`, { timeout: 30_000 }, async () => {
