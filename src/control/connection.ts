@@ -4,7 +4,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../util/log.js';
 import { ErrorCodes, LineReader, MAX_REQUEST_LINE, encodeLine, type Response } from './protocol.js';
-import { HANG_UP_GRACE_MS, MAX_IN_FLIGHT, MAX_UNSENT_BYTES } from './limits.js';
+import { MAX_IN_FLIGHT, MAX_UNSENT_BYTES } from './limits.js';
 
 export interface ConnectionOwner {
   /** Turns one request line into its response; never rejects. */
@@ -13,6 +13,8 @@ export interface ConnectionOwner {
   buffered(conn: Connection, delta: number): void;
   /** This connection is closing or closed: it no longer counts (called once). */
   gone(conn: Connection): void;
+  /** A socket we have ended: the owner cuts it once the client had time to read the last reply. */
+  linger(socket: Socket): void;
 }
 
 export class Connection {
@@ -56,8 +58,7 @@ export class Connection {
     if (this.closing) return;
     this.send({ id: null, ok: false, error: { code, message } });
     this.leave();
-    this.socket.end();
-    setTimeout(() => this.socket.destroy(), HANG_UP_GRACE_MS).unref();
+    this.owner.linger(this.socket);
   }
 
   destroy(): void {

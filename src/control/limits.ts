@@ -23,9 +23,10 @@ export const MAX_UNSENT_BYTES = 1024 * 1024;
 export const HANG_UP_GRACE_MS = 1000;
 
 /**
- * 1,024 connections, but no more than a quarter of this process's open-file limit: the daemon's
- * peers, store and tunnel need the rest. Past the limit the kernel's accept fails (EMFILE) and
- * libuv closes the newcomer unanswered, which the cap exists to prevent.
+ * 1,024 connections, but no more than a quarter of this process's open-file limit. As many again
+ * may be closing (ended, in their HANG_UP_GRACE_MS), so the control socket holds at most half the
+ * limit: the daemon's peers, store and tunnel need the rest. Past the limit the kernel's accept
+ * fails (EMFILE) and libuv closes the newcomer unanswered, which these bounds exist to prevent.
  */
 export function defaultLimits(): ControlLimits {
   const files = openFileLimit();

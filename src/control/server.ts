@@ -31,6 +31,8 @@ export class ControlServer implements ConnectionOwner {
   private readonly sockets = new Set<Socket>();
   /** The connections that count towards the limits. */
   private readonly conns = new Set<Connection>();
+  /** Sockets we have ended and cut after HANG_UP_GRACE_MS, oldest first (see linger). */
+  private readonly lingering = new Set<Socket>();
   private bufferedBytes = 0;
   private closed = false;
   private dropped = 0;
@@ -94,6 +96,7 @@ export class ControlServer implements ConnectionOwner {
     for (const c of this.conns) c.destroy();
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
+    this.lingering.clear();
     await done;
     // Another daemon may have replaced a socket file we could not see was gone; only unlink ours.
     try {
@@ -122,8 +125,8 @@ export class ControlServer implements ConnectionOwner {
         // Every connection is waiting for an answer: the newcomer must wait its turn.
         this.limited('control connection limit reached and none idle; refusing a connection');
         socket.on('error', () => {});
-        socket.end(encodeLine({ id: null, ok: false, error: { code: ErrorCodes.BUSY, message: `${message}, all busy; try again` } }));
-        setTimeout(() => socket.destroy(), HANG_UP_GRACE_MS).unref();
+        socket.write(encodeLine({ id: null, ok: false, error: { code: ErrorCodes.BUSY, message: `${message}, all busy; try again` } }));
+        this.linger(socket);
         return;
       }
     }
@@ -152,6 +155,30 @@ export class ControlServer implements ConnectionOwner {
   /** ConnectionOwner: the connection no longer counts. */
   gone(conn: Connection): void {
     this.conns.delete(conn);
+  }
+
+  /**
+   * ConnectionOwner: ends a socket whose last reply is written, and cuts it after the grace. Each
+   * still holds a file descriptor, so no more than maxConnections linger: under a flood of
+   * newcomers the oldest is cut at once. Without this bound, connections closed at the cap piled
+   * up for the grace and took the process to its open-file limit, where libuv closes newcomers
+   * unanswered (a user's request reset). Cutting early loses no reply the kernel took: on a UNIX
+   * socket it is already in the client's queue, and the client reads it before the reset.
+   */
+  linger(socket: Socket): void {
+    socket.end();
+    if (socket.destroyed) return;
+    this.lingering.add(socket);
+    const timer = setTimeout(() => socket.destroy(), HANG_UP_GRACE_MS).unref();
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.lingering.delete(socket);
+    });
+    for (const oldest of this.lingering) {
+      if (this.lingering.size <= this.limits.maxConnections) break;
+      this.lingering.delete(oldest);
+      oldest.destroy();
+    }
   }
 
   /** Logs that a limit bit, once per LIMIT_LOG_INTERVAL_MS with how often it did meanwhile. */
