@@ -8,6 +8,7 @@
 //
 //   Metrics.start({ listen, logger }): Promise<Metrics>   binds at once (a port in use fails here,
 //                                                          before the daemon changes anything)
+//                                                          and serves at most MAX_CONNECTIONS
 //   metrics.serve(sources)                                 answers from then on (503 before)
 //   metrics.stop(): Promise<void>
 //   metricsRegistry(sources): Registry                     the metrics alone, for tests
@@ -161,14 +162,29 @@ function listenError(err: NodeJS.ErrnoException, where: string): Error {
   return new Error(`--metrics ${where}: cannot listen: ${why[err.code ?? ''] ?? err.message}`);
 }
 
+/**
+ * Scrapers are few. Past this many connections a newcomer is closed at once, so that a flood of
+ * connections to the metrics port cannot take the file descriptors the mesh and the control
+ * socket need (at the open-file limit libuv closes every newcomer unanswered, theirs too).
+ */
+export const MAX_CONNECTIONS = 32;
+/** A client has this long to send its whole request (Node's default is 5 minutes). */
+const REQUEST_TIMEOUT_MS = 10_000;
+
 export class Metrics {
   private registry: Registry | null = null;
 
   private constructor(private readonly server: Server, private readonly logger?: Logger) {}
 
-  /** Listens on `listen`; scrapes get 503 until serve(). Rejects with one line when it cannot. */
-  static async start(opts: { listen: HostPort; logger?: Logger }): Promise<Metrics> {
-    const server = createServer();
+  /**
+   * Listens on `listen`; scrapes get 503 until serve(). Rejects with one line when it cannot.
+   * A connection that has not sent its request in `requestTimeoutMs` (10 s) is answered 408 and
+   * closed (Node looks for them every half of that).
+   */
+  static async start(opts: { listen: HostPort; logger?: Logger; requestTimeoutMs?: number }): Promise<Metrics> {
+    const timeout = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
+    const server = createServer({ requestTimeout: timeout, headersTimeout: timeout, connectionsCheckingInterval: Math.ceil(timeout / 2) });
+    server.maxConnections = MAX_CONNECTIONS;
     const metrics = new Metrics(server, opts.logger);
     server.on('request', (req, res) => void metrics.answer(req.method ?? '', req.url ?? '', res));
     const where = opts.listen.host.includes(':') ? `[${opts.listen.host}]:${opts.listen.port}` : `${opts.listen.host}:${opts.listen.port}`;

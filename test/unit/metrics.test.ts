@@ -2,7 +2,8 @@
 // scrape time from narrow sources, engine totals as counters, the HTTP side on loopback.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DROP_REASONS, Metrics, metricsRegistry, type EngineTotals, type MetricsSources, type PeerSample } from '../../src/daemon/metrics.js';
+import { connect, type Socket } from 'node:net';
+import { DROP_REASONS, MAX_CONNECTIONS, Metrics, metricsRegistry, type EngineTotals, type MetricsSources, type PeerSample } from '../../src/daemon/metrics.js';
 
 const zeroDrops = () => Object.fromEntries(Object.keys(DROP_REASONS).map((k) => [k, 0])) as unknown as EngineTotals['drops'];
 
@@ -107,4 +108,34 @@ test('stop closes the port (and open keep-alive connections)', async () => {
   await assert.rejects(fetch(`http://127.0.0.1:${port}/metrics`));
   const again = await Metrics.start({ listen: { host: '127.0.0.1', port } });
   await again.stop();
+});
+
+test('a flood of connections that send half a request: the metrics server keeps MAX_CONNECTIONS, closes the rest at once, answers the kept ones 408 in time; scrapes work after', async (tc) => {
+  const m = await Metrics.start({ listen: { host: '127.0.0.1', port: 0 }, requestTimeoutMs: 1000 });
+  tc.after(() => m.stop());
+  m.serve(fake().sources);
+  const port = m.address.port;
+  const flood = await Promise.all(Array.from({ length: 100 }, () => new Promise<{ sock: Socket; got: string; closed: boolean }>((resolve, reject) => {
+    const c = { sock: connect(port, '127.0.0.1'), got: '', closed: false };
+    c.sock.once('connect', () => {
+      c.sock.on('error', () => {}); // resets from the server are expected
+      c.sock.write('GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n'); // and never the blank line
+      resolve(c);
+    });
+    c.sock.once('error', reject);
+    c.sock.on('data', (d: Buffer) => (c.got += d.toString('latin1')));
+    c.sock.once('close', () => (c.closed = true));
+  })));
+  tc.after(() => flood.forEach((c) => c.sock.destroy()));
+  for (const deadline = Date.now() + 20_000; !flood.every((c) => c.closed); ) {
+    assert.ok(Date.now() < deadline, `${flood.filter((c) => !c.closed).length} connections still open after 20 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const timedOut = flood.filter((c) => /^HTTP\/1\.1 408 /.test(c.got));
+  const refused = flood.filter((c) => c.got === '');
+  assert.equal(timedOut.length, MAX_CONNECTIONS, 'the connections kept were answered 408 Request Timeout');
+  assert.equal(refused.length, 100 - MAX_CONNECTIONS, 'the rest were closed without an answer');
+  const r = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(r.status, 200);
+  assert.match(await r.text(), /^meshd_ledger_events 0$/m);
 });
